@@ -1,0 +1,43 @@
+# make demo : set up (ffmpeg, .venv) and run the main job end to end on a small generated data set
+# make test : set up and run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch lies on this kind of machine's disk; a plain `torch` would pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+DEMO   ?= demo_data
+
+.PHONY: demo test bench sysdeps clean
+
+sysdeps:
+	@missing=""; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(MAKE) --no-print-directory sysdeps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/python scripts/make_demo.py $(DEMO)
+	$(BIN)/fingerprint compare $(DEMO)/query.mp4 $(DEMO)/reference.mp4
+	$(BIN)/fingerprint compare $(DEMO)/query.mp4 $(DEMO)/reference.mp4 --format csv
+	@echo "expected (ground truth): $$(cat $(DEMO)/truth.txt)"
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python scripts/bench_audio.py --out docs/audio_benchmark.md
+
+clean:
+	rm -rf $(VENV) $(DEMO) *.egg-info .pytest_cache

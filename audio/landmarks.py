@@ -1,0 +1,172 @@
+"""Spectrogram-peak landmarks (Shazam/audfprint style) and their 21-bit hashes.
+
+A landmark is a pair of spectrogram peaks: an anchor at (``t_s``, ``f1``) and a target ``dt``
+hops later at ``f2``. Its hash packs ``f1 (8 bits) | f2 - f1 (7 bits) | dt (6 bits)`` with dt in
+the low bits, so the lookup range ``[h - 1, h + 1]`` tolerates one hop of timing jitter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+from fingerprint.types import AudioSignal
+
+from .params import AudioParams
+
+F1_BITS, DF_BITS, DT_BITS = 8, 7, 6
+_DF_OFFSET = 1 << (DF_BITS - 1)          # df is stored as df + 64, so -63..63 fit in 7 bits
+HASH_MAX = 1 << (F1_BITS + DF_BITS + DT_BITS)
+
+
+@dataclass
+class Landmarks:
+    """Peak pairs of one audio signal, as parallel arrays of length n (sorted by ``t_s``).
+
+    ``t_s``: anchor time in seconds; ``f1``/``f2``: anchor/target frequency in (fractional) STFT
+    bins; ``dt``: target minus anchor time in hops (int). ``hop_s``: seconds per hop.
+    """
+
+    t_s: np.ndarray
+    f1: np.ndarray
+    f2: np.ndarray
+    dt: np.ndarray
+    hop_s: float
+    duration_s: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+    def hashes(self, speed: float = 1.0, pitch: float = 1.0) -> np.ndarray:
+        """uint32 hashes ``(n,)`` as the *reference* would have produced them, if this audio is the
+        reference played ``speed`` times faster (reference seconds per query second) with its
+        frequencies multiplied by ``pitch``. Landmarks whose mapped fields fall outside the hash
+        ranges get ``HASH_MAX`` (never stored in an index).
+
+        >>> lm.hashes()                          # doctest: +SKIP   (speed 1: the stored hashes)
+        >>> lm.hashes(speed=1.1, pitch=1.1)      # doctest: +SKIP   (query was asetrate x1.1)
+        """
+        f1 = np.rint(self.f1 / pitch).astype(np.int64)
+        df = np.rint((self.f2 - self.f1) / pitch).astype(np.int64) + _DF_OFFSET
+        dt = np.rint(self.dt * speed).astype(np.int64)
+        ok = (f1 >= 0) & (f1 < (1 << F1_BITS)) & (df > 0) & (df < (1 << DF_BITS)) \
+            & (dt > 0) & (dt < (1 << DT_BITS))
+        h = (f1 << (DF_BITS + DT_BITS)) | (df << DT_BITS) | dt
+        return np.where(ok, h, HASH_MAX).astype(np.uint32)
+
+
+def log_spectrogram(samples: np.ndarray, params: AudioParams) -> np.ndarray:
+    """Log-magnitude STFT ``(n_fft // 2 + 1, n_frames)`` in dB relative to a full-scale sine.
+
+    Frame ``j`` covers samples ``[j*hop, j*hop + n_fft)``; frames are not centred, so frame ``j``
+    starts at ``j * hop_s`` seconds.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    n_fft, hop = params.n_fft, params.hop
+    if x.size < n_fft:
+        return np.full((n_fft // 2 + 1, 0), -np.inf, dtype=np.float32)
+    n_frames = 1 + (x.size - n_fft) // hop
+    frames = np.lib.stride_tricks.as_strided(x, shape=(n_frames, n_fft),
+                                             strides=(x.strides[0] * hop, x.strides[0]), writeable=False)
+    win = np.hanning(n_fft).astype(np.float32)
+    spec = np.abs(np.fft.rfft(frames * win, axis=1)).T
+    # A full-scale sine peaks at sum(win) / 2 in its bin: that is 0 dB.
+    ref = win.sum() / 2.0
+    with np.errstate(divide="ignore"):
+        return (20.0 * np.log10(spec / ref + 1e-12)).astype(np.float32)
+
+
+def find_peaks(logspec: np.ndarray, params: AudioParams):
+    """Spectrogram peaks ``(t_frames int (m,), f_bins float (m,))``, sorted by time then frequency.
+
+    A peak is the maximum of its neighbourhood and louder than ``floor_dbfs``; in each one-second
+    window only the ``peaks_per_s`` loudest are kept, which fixes the density whatever the
+    loudness or genre. ``f_bins`` is refined to a fraction of a bin by a parabola through the
+    log magnitudes, so that pitch-shifted hypotheses can be re-quantized accurately.
+    """
+    n_bins, n_frames = logspec.shape
+    if n_frames == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    size = (2 * params.peak_df_bins + 1, 2 * params.peak_dt_frames + 1)
+    local_max = maximum_filter(logspec, size=size, mode="constant", cval=-np.inf)
+    is_peak = (logspec == local_max) & (logspec > params.floor_dbfs)
+    is_peak[:params.fmin_bin, :] = False
+    is_peak[-1, :] = False
+    f, t = np.nonzero(is_peak)
+    if f.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    mag = logspec[f, t]
+    # Keep the loudest peaks_per_s in each one-second window.
+    frames_per_s = params.sr_hz / float(params.hop)
+    window = (t / frames_per_s).astype(np.int64)
+    order = np.lexsort((-mag, window))
+    w_sorted = window[order]
+    first = np.searchsorted(w_sorted, w_sorted, side="left")
+    rank = np.arange(order.size) - first
+    keep = order[rank < int(round(params.peaks_per_s))]
+    f, t = f[keep], t[keep]
+    # Sub-bin frequency by parabolic interpolation on the log magnitude.
+    a = logspec[np.maximum(f - 1, 0), t]
+    b = logspec[f, t]
+    c = logspec[np.minimum(f + 1, n_bins - 1), t]
+    denom = a - 2 * b + c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.where(np.abs(denom) > 1e-9, 0.5 * (a - c) / denom, 0.0)
+    ff = f + np.clip(np.nan_to_num(delta), -0.5, 0.5)
+    order = np.lexsort((ff, t))
+    return t[order].astype(np.int64), ff[order]
+
+
+def pair_peaks(t: np.ndarray, f: np.ndarray, params: AudioParams):
+    """Anchor/target index pairs ``(i, j)``: each anchor's first ``fan_out`` peaks in its target zone."""
+    n = t.size
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # Upper bound on how many peaks can follow an anchor within dt_max (density is capped per second).
+    max_ahead = int(np.ceil(params.peaks_per_s * (params.dt_max_frames * params.hop_s + 1.0))) * 2 + 1
+    max_ahead = min(max_ahead, n - 1)
+    i = np.arange(n)[:, None]
+    j = i + np.arange(1, max_ahead + 1)[None, :]
+    valid = j < n
+    jj = np.minimum(j, n - 1)
+    dt = t[jj] - t[i]
+    df = f[jj] - f[i]
+    valid &= (dt >= params.dt_min_frames) & (dt <= params.dt_max_frames) & (np.abs(df) <= params.df_max_bins)
+    rank = np.cumsum(valid, axis=1)
+    valid &= rank <= params.fan_out
+    ai, k = np.nonzero(valid)
+    return ai, jj[ai, k]
+
+
+def extract_landmarks(signal: AudioSignal, params: AudioParams = AudioParams()) -> Landmarks:
+    """Landmarks of a mono signal.
+
+    Parameters
+    ----------
+    signal : AudioSignal at ``params.sr_hz`` (``fingerprint.media.load_audio(path, params.sr_hz)``).
+    params : AudioParams.
+
+    Returns
+    -------
+    Landmarks, about ``peaks_per_s * fan_out`` per second of sound (none for silence or an
+    empty signal).
+
+    >>> from fingerprint.media import load_audio
+    >>> lm = extract_landmarks(load_audio("song.m4a", 8000))   # doctest: +SKIP
+    >>> len(lm) / lm.duration_s                                 # doctest: +SKIP
+    45.2
+    """
+    if signal.sr_hz != params.sr_hz:
+        raise ValueError(f"signal is at {signal.sr_hz} Hz, params expect {params.sr_hz} Hz")
+    logspec = log_spectrogram(signal.samples, params)
+    t, f = find_peaks(logspec, params)
+    ai, ti = pair_peaks(t, f, params)
+    return Landmarks(
+        t_s=signal.start_s + t[ai] * params.hop_s,
+        f1=f[ai].astype(np.float32),
+        f2=f[ti].astype(np.float32),
+        dt=(t[ti] - t[ai]).astype(np.int16),
+        hop_s=params.hop_s,
+        duration_s=signal.duration_s,
+    )

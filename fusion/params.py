@@ -1,0 +1,37 @@
+"""Knobs of the Hough-style aligner, one set per kind of evidence. Units are in the names."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VoteParams:
+    #: Speeds considered (reference seconds per query second): VSC queries go from 0.5x to 2x.
+    min_slope: float = 0.5
+    max_slope: float = 2.0
+    #: Slope grid step (relative). A segment of length L at the nearest grid slope drifts by at
+    #: most L * step / 2 seconds, which must stay within about one offset bin.
+    slope_step: float = 0.01
+    #: Offset histogram bin (seconds); neighbouring bins are summed, so a line on a bin edge counts whole.
+    offset_bin_s: float = 0.1
+    #: A hit belongs to a line when its reference time is this close to the line.
+    inlier_tol_s: float = 0.04
+    #: Fewer consistent hits than this is no match (random hash collisions reach ~5 at one offset).
+    min_hits: int = 12
+    #: A gap in query time longer than this splits a line into two segments.
+    max_gap_s: float = 3.0
+    #: Segment ends are trimmed back to the first/last inlier that has at least ``edge_support``
+    #: other inliers within ``edge_window_s``: a lone chance hit near a copy must not stretch it.
+    edge_support: int = 2
+    edge_window_s: float = 0.5
+    #: A weaker segment of the same pair that overlaps a stronger one by more than this fraction of
+    #: its own query span is a repeat (refrain, loop), not another copy, and is dropped.
+    max_query_overlap: float = 0.5
+    #: Segments shorter than this are dropped (VSC's shortest copies are ~2 s).
+    min_len_s: float = 1.0
+    #: At most this many segments per (query, reference) pair.
+    max_segments: int = 8
+
+
+#: Audio landmark hits: dense (tens per second), timed to one 16 ms hop.
+AUDIO_VOTE = VoteParams()

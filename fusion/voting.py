@@ -1,0 +1,135 @@
+"""Hough-style voting: turn one (query, reference) pair's hits into aligned segments.
+
+Each hit says "query time q matches reference time r". A copy played at speed ``s`` puts its hits
+on a line ``r = s * q + b``. We vote over a log-spaced slope grid and an offset histogram, take
+the strongest cell, refit the line on its inliers by least squares, split the inliers at gaps in
+query time, and repeat on what is left, so one pair can yield several segments.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import numpy as np
+
+from fingerprint.types import Hits, Segment
+
+from .params import VoteParams
+
+
+def _slope_grid(p: VoteParams) -> np.ndarray:
+    n = int(np.ceil(np.log(p.max_slope / p.min_slope) / np.log1p(p.slope_step))) + 1
+    grid = np.geomspace(p.min_slope, p.max_slope, n)
+    grid[np.argmin(np.abs(np.log(grid)))] = 1.0  # exact "no speed change"
+    return grid
+
+
+def best_line(q: np.ndarray, r: np.ndarray, w: np.ndarray, p: VoteParams) -> Tuple[float, float, float]:
+    """The (slope, offset, votes) cell with the most weight; offset in seconds (``r = s*q + b``)."""
+    best = (1.0, 0.0, -1.0)
+    for s in _slope_grid(p):
+        b = r - s * q
+        b0 = b.min()
+        k = ((b - b0) / p.offset_bin_s).astype(np.int64)
+        c = np.bincount(k, weights=w)
+        if c.size > 1:
+            c = c[:-1] + c[1:]
+        i = int(np.argmax(c))
+        if c[i] > best[2]:
+            sel = (k == i) | (k == i + 1)
+            best = (float(s), float(np.average(b[sel], weights=w[sel])), float(c[i]))
+    return best
+
+
+def _refit(q, r, w, slope, offset, p: VoteParams):
+    """Weighted least-squares refit of ``r = s*q + b`` on the inliers, twice; keeps the grid line
+    if the fit leaves the allowed slope range or has too few points to trust."""
+    for _ in range(2):
+        inl = np.abs(r - (slope * q + offset)) <= p.inlier_tol_s
+        if inl.sum() < 3 or np.ptp(q[inl]) < 0.5:
+            return slope, offset, inl
+        A = np.stack([q[inl], np.ones(int(inl.sum()))], axis=1)
+        sw = np.sqrt(w[inl])
+        (s_new, b_new), *_ = np.linalg.lstsq(A * sw[:, None], r[inl] * sw, rcond=None)
+        if not (p.min_slope <= s_new <= p.max_slope):
+            break
+        slope, offset = float(s_new), float(b_new)
+    inl = np.abs(r - (slope * q + offset)) <= p.inlier_tol_s
+    return slope, offset, inl
+
+
+def find_segments(hits: Hits, p: VoteParams) -> List[Segment]:
+    """Aligned segments of one (query, reference) pair, strongest first.
+
+    Parameters
+    ----------
+    hits : Hits of the pair (any source).
+    p : VoteParams for that kind of evidence (``fusion.params.AUDIO_VOTE``, ...).
+
+    Returns
+    -------
+    Segments with ``query_start/end`` from the inliers' first time and last time + span,
+    ``ref_start/end`` on the fitted line, ``score`` = summed inlier weight, ``slope`` the fitted
+    speed, ``n_hits`` the inlier count. ``ref_id``/``query_id`` are left for the caller.
+
+    >>> segs = find_segments(hits["R000001"], AUDIO_VOTE)    # doctest: +SKIP
+    >>> segs[0].query_start, segs[0].ref_start, segs[0].slope # doctest: +SKIP
+    (15.02, 20.0, 1.0)
+    """
+    q = np.asarray(hits.query_t, float)
+    r = np.asarray(hits.ref_t, float)
+    w = np.asarray(hits.score, float)
+    span = np.asarray(hits.span_s, float)
+    alive = np.ones(q.size, bool)
+    segments: List[Segment] = []
+    for _ in range(4 * p.max_segments):  # lines with no usable cluster still use up a round
+        if len(segments) >= p.max_segments or alive.sum() < p.min_hits:
+            break
+        idx = np.flatnonzero(alive)
+        slope, offset, votes = best_line(q[idx], r[idx], w[idx], p)
+        if votes < p.min_hits:
+            break
+        slope, offset, inl = _refit(q[idx], r[idx], w[idx], slope, offset, p)
+        members = idx[inl]
+        alive[members] = False
+        if members.size == 0:
+            break
+        members = members[np.argsort(q[members], kind="stable")]
+        breaks = np.flatnonzero(np.diff(q[members]) > p.max_gap_s) + 1
+        for grp in np.split(members, breaks):
+            grp = _trim_edges(grp, q, p)
+            if w[grp].sum() < p.min_hits:
+                continue
+            qs = float(q[grp].min())
+            qe = float((q[grp] + span[grp]).max())
+            if qe - qs < p.min_len_s:
+                continue
+            rs, re_ = slope * qs + offset, slope * qe + offset
+            if re_ <= 0:
+                continue
+            segments.append(Segment(query_start=max(qs, 0.0), query_end=qe, ref_start=max(rs, 0.0),
+                                    ref_end=re_, score=float(w[grp].sum()), slope=slope,
+                                    n_hits=int(grp.size), evidence={hits.source: int(grp.size)}))
+    segments.sort(key=lambda s: -s.score)
+    kept: List[Segment] = []
+    for seg in segments:
+        length = seg.query_end - seg.query_start
+        if all(_overlap(seg, k) <= p.max_query_overlap * length for k in kept):
+            kept.append(seg)
+    return kept[:p.max_segments]
+
+
+def _overlap(a: Segment, b: Segment) -> float:
+    return max(0.0, min(a.query_end, b.query_end) - max(a.query_start, b.query_start))
+
+
+def _trim_edges(grp: np.ndarray, q: np.ndarray, p: VoteParams) -> np.ndarray:
+    """Drop inliers at either end of a query-sorted group that lack ``edge_support`` neighbours."""
+    if p.edge_support <= 0 or grp.size == 0:
+        return grp
+    t = q[grp]
+    lo = np.searchsorted(t, t - p.edge_window_s, side="left")
+    hi = np.searchsorted(t, t + p.edge_window_s, side="right")
+    ok = np.flatnonzero((hi - lo - 1) >= p.edge_support)
+    if ok.size == 0:
+        return grp[:0]
+    return grp[ok[0]:ok[-1] + 1]
