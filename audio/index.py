@@ -78,7 +78,7 @@ class AudioIndex:
         pitch 1 and every ``params.resample_speeds`` with pitch = speed. Each hit is one query
         landmark meeting one stored landmark (counted once whatever hypotheses found it):
         ``query_t``/``ref_t`` are the two anchor times, ``span_s`` the query landmark's length,
-        ``score`` 1.
+        ``score`` ``1 / sqrt(m_q * m_r)`` where a landmark meets ``m`` landmarks on the other side.
         """
         self._finalize()
         p = self.params
@@ -122,10 +122,15 @@ class AudioIndex:
             if sl.size == 0:
                 continue
             q, e = qi[sl], ei[sl]
+            # A landmark that meets many landmarks on the other side (a repeated note, a loop) is
+            # weak evidence for each of those meetings: split its vote among them.
+            _, inv_q, cnt_q = np.unique(q, return_inverse=True, return_counts=True)
+            _, inv_e, cnt_e = np.unique(e, return_inverse=True, return_counts=True)
+            weight = 1.0 / np.sqrt(cnt_q[inv_q] * cnt_e[inv_e])
             out[self.ref_ids[int(refs[sl[0]])]] = Hits(
                 query_t=landmarks.t_s[q].astype(np.float64),
                 ref_t=self._t[e].astype(np.float64),
-                score=np.ones(sl.size),
+                score=weight,
                 span_s=landmarks.dt[q].astype(np.float64) * landmarks.hop_s,
                 source="audio",
             )

@@ -100,11 +100,15 @@ def find_peaks(logspec: np.ndarray, params: AudioParams):
     # Keep the loudest peaks_per_s in each one-second window.
     frames_per_s = params.sr_hz / float(params.hop)
     window = (t / frames_per_s).astype(np.int64)
-    order = np.lexsort((-mag, window))
-    w_sorted = window[order]
-    first = np.searchsorted(w_sorted, w_sorted, side="left")
+    # Each one-second window shares its budget among log-spaced bands, so a loud source in one
+    # band (a voice over music) cannot take every peak.
+    edges = np.geomspace(params.fmin_bin, n_bins, params.n_bands + 1)[1:-1]
+    cell = window * params.n_bands + np.searchsorted(edges, f, side="right")
+    order = np.lexsort((-mag, cell))
+    c_sorted = cell[order]
+    first = np.searchsorted(c_sorted, c_sorted, side="left")
     rank = np.arange(order.size) - first
-    keep = order[rank < int(round(params.peaks_per_s))]
+    keep = order[rank < params.peaks_per_s / params.n_bands]
     f, t = f[keep], t[keep]
     # Sub-bin frequency by parabolic interpolation on the log magnitude.
     a = logspec[np.maximum(f - 1, 0), t]

@@ -30,7 +30,9 @@ class AudioParams:
     #: Peaks quieter than this (dB relative to a full-scale sine) are silence/dither.
     floor_dbfs: float = -70.0
     #: Target peak density; hashes/s is about peaks_per_s * fan_out.
-    peaks_per_s: float = 16.0
+    peaks_per_s: float = 20.0
+    #: The per-second peak budget is split evenly over this many log-spaced frequency bands.
+    n_bands: int = 4
     #: Targets per anchor.
     fan_out: int = 4
     #: Target zone: 2..40 hops (32-640 ms) after the anchor, within +-63 bins (~1 kHz).

@@ -113,8 +113,9 @@ def probe(path: PathLike) -> MediaInfo:
                 fps = _f(num) / _f(den, 1.0)
                 break
         width, height = int(v.get("width") or 0), int(v.get("height") or 0)
+    video_start = max(0.0, _f(video[0].get("start_time"))) if video else 0.0
     return MediaInfo(path=str(path), duration_s=duration, has_video=bool(video), has_audio=bool(audio),
-                     fps=fps, width=width, height=height)
+                     fps=fps, width=width, height=height, video_start_s=video_start)
 
 
 def _audio_start_s(path: str) -> float:
@@ -183,7 +184,7 @@ def _sample_times(duration_s: float, start_s: float, fps: float) -> np.ndarray:
 
 
 def _iter_frames_decord(path: str, fps: float, size: Optional[Tuple[int, int]],
-                        batch: int) -> Iterator[Frames]:
+                        batch: int, start_s: float = 0.0) -> Iterator[Frames]:
     import decord  # imported lazily: importing decord costs ~0.2 s and is only needed for frames
 
     kw = {"num_threads": 1}
@@ -193,15 +194,17 @@ def _iter_frames_decord(path: str, fps: float, size: Optional[Tuple[int, int]],
     n = len(vr)
     if n == 0:
         return
-    stamps = vr.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64)
-    # Frame shown at time t is the last one whose timestamp is <= t.
-    want = _sample_times(stamps[-1] - stamps[0] + 1e-9, stamps[0], fps)
+    spans = vr.get_frame_timestamp(np.arange(n)).astype(np.float64)
+    stamps = spans[:, 0]
+    # Frame shown at time t is the last one whose timestamp is <= t; the clip lasts until the
+    # last frame's end, so sampling runs that far.
+    want = _sample_times(spans[-1, 1] - stamps[0], stamps[0], fps)
     idx = np.clip(np.searchsorted(stamps, want + 1e-6, side="right") - 1, 0, n - 1)
     idx = np.unique(idx)
     for i in range(0, idx.size, batch):
         sel = idx[i:i + batch]
         frames = vr.get_batch(sel.tolist()).asnumpy()
-        yield Frames(frames, stamps[sel])
+        yield Frames(frames, start_s + stamps[sel])
 
 
 def _iter_frames_ffmpeg(path: str, fps: float, size: Optional[Tuple[int, int]], info: MediaInfo,
@@ -221,7 +224,7 @@ def _iter_frames_ffmpeg(path: str, fps: float, size: Optional[Tuple[int, int]], 
             if nf == 0:
                 break
             frames = np.frombuffer(buf[:nf * frame_bytes], dtype=np.uint8).reshape(nf, h, w, 3)
-            yield Frames(frames, (k + np.arange(nf)) / float(fps))
+            yield Frames(frames, info.video_start_s + (k + np.arange(nf)) / float(fps))
             k += nf
     finally:
         proc.stdout.close()
@@ -248,7 +251,8 @@ def iter_frames(path: PathLike, fps: float, size: Optional[Tuple[int, int]] = No
         return
     fpath = str(path)
     try:
-        gen = _iter_frames_decord(fpath, fps, size, batch)
+        # decord counts from the video stream's own start; the container timeline adds its start_time.
+        gen = _iter_frames_decord(fpath, fps, size, batch, info.video_start_s)
         first = next(gen, None)
     except Exception:  # decord raises its own error types (and sometimes RuntimeError) on odd files
         gen, first = None, None

@@ -45,8 +45,11 @@ def save_arrays(path: Union[str, Path], kind: str, version: int, arrays: Dict[st
     """
     path = Path(path)
     for name, a in arrays.items():
-        if name == _META_KEY or np.asarray(a).dtype == object:
-            raise ValueError(f"array {name!r} cannot be stored (reserved name or object dtype)")
+        # np.savez takes these as its own keywords; "__" names are ours.
+        if name in ("file", "allow_pickle", "args", "kwds") or name.startswith("__"):
+            raise ValueError(f"array name {name!r} is reserved")
+        if np.asarray(a).dtype == object:
+            raise ValueError(f"array {name!r} has object dtype, which cannot be stored without pickle")
     header = {"format": FORMAT_NAME, "kind": kind, "version": int(version),
               "sha256": _digest(arrays), "meta": meta}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +59,9 @@ def save_arrays(path: Union[str, Path], kind: str, version: int, arrays: Dict[st
             np.savez(f, **arrays, **{_META_KEY: np.array(json.dumps(header, sort_keys=True))})
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an index is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -82,13 +88,15 @@ def load_arrays(path: Union[str, Path], kind: str, version: int) -> Tuple[Dict[s
         raise IndexFormatError(path, "no such index file")
     try:
         with np.load(str(path), allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise IndexFormatError(path, "not a fingerprint index (a plain numpy array file)")
             if _META_KEY not in z.files:
                 raise IndexFormatError(path, "not a fingerprint index (no metadata)")
             header = json.loads(str(z[_META_KEY]))
             arrays = {name: z[name] for name in z.files if name != _META_KEY}
     except IndexFormatError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, json.JSONDecodeError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise IndexFormatError(path, f"damaged or not an index file ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise IndexFormatError(path, "not a fingerprint index (foreign file)")

@@ -22,6 +22,8 @@ class MediaInfo:
     fps: float = 0.0
     width: int = 0
     height: int = 0
+    #: When the first video frame is shown on the container timeline (seconds).
+    video_start_s: float = 0.0
 
 
 @dataclass

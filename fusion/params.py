@@ -23,7 +23,7 @@ class VoteParams:
     #: Segment ends are trimmed back to the first/last inlier that has at least ``edge_support``
     #: other inliers within ``edge_window_s``: a lone chance hit near a copy must not stretch it.
     edge_support: int = 2
-    edge_window_s: float = 0.5
+    edge_window_s: float = 1.0
     #: A weaker segment of the same pair that overlaps a stronger one by more than this fraction of
     #: its own query span is a repeat (refrain, loop), not another copy, and is dropped.
     max_query_overlap: float = 0.5

@@ -1,0 +1,89 @@
+"""Hough voting on synthetic hit sets with known lines."""
+import numpy as np
+import pytest
+
+from fingerprint.types import Hits
+from fusion import AUDIO_VOTE, VoteParams, find_segments
+
+
+def line_hits(q0, q1, r0, slope, per_s=20.0, jitter_s=0.01, seed=0):
+    """Hits on ``r = r0 + slope * (q - q0)`` for q in [q0, q1], ``per_s`` per query second."""
+    rng = np.random.default_rng(seed)
+    q = np.sort(rng.uniform(q0, q1, int((q1 - q0) * per_s)))
+    r = r0 + slope * (q - q0) + rng.normal(0, jitter_s, q.size)
+    return q, r
+
+
+def noise_hits(n, q_max=60.0, r_max=60.0, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, q_max, n), rng.uniform(0, r_max, n)
+
+
+def make(*parts):
+    q = np.concatenate([p[0] for p in parts])
+    r = np.concatenate([p[1] for p in parts])
+    return Hits(q, r, np.ones(q.size), np.zeros(q.size), "audio")
+
+
+@pytest.mark.parametrize("slope", [0.5, 0.8, 1.0, 1.25, 2.0])
+def test_one_line_at_any_speed(slope):
+    segs = find_segments(make(line_hits(10.0, 20.0, 5.0, slope), noise_hits(300)), AUDIO_VOTE)
+    assert len(segs) == 1
+    s = segs[0]
+    assert s.slope == pytest.approx(slope, rel=0.005)
+    assert s.query_start == pytest.approx(10.0, abs=0.1)
+    assert s.query_end == pytest.approx(20.0, abs=0.1)
+    assert s.ref_start == pytest.approx(5.0, abs=0.1)
+    assert s.ref_end == pytest.approx(5.0 + 10.0 * slope, abs=0.1)
+    assert 190 <= s.n_hits <= 205  # the 200 line hits, plus at most a few chance ones
+
+
+def test_two_segments_in_one_pair():
+    segs = find_segments(make(line_hits(2, 10, 30, 1.0, seed=2), line_hits(20, 32, 3, 1.0, seed=3),
+                              noise_hits(200)), AUDIO_VOTE)
+    got = sorted((round(s.query_start), round(s.query_end), round(s.ref_start)) for s in segs)
+    assert got == [(2, 10, 30), (20, 32, 3)]
+
+
+def test_gap_splits_a_line_into_two_segments():
+    segs = find_segments(make(line_hits(0, 6, 10, 1.0, seed=4), line_hits(16, 22, 26, 1.0, seed=5)), AUDIO_VOTE)
+    assert sorted(round(s.query_start) for s in segs) == [0, 16]
+
+
+def test_noise_alone_gives_nothing():
+    assert find_segments(make(noise_hits(3000, seed=7)), AUDIO_VOTE) == []
+
+
+def test_too_few_hits_give_nothing():
+    q, r = line_hits(0, 10, 0, 1.0, per_s=1.0)
+    assert find_segments(make((q, r)), AUDIO_VOTE) == []
+
+
+def test_lone_chance_hit_does_not_stretch_a_segment():
+    q, r = line_hits(10, 20, 10, 1.0)
+    stray = (np.array([13.0 - 9.0, 27.5]), np.array([4.0, 27.5]))  # on the line, far from the copy
+    s = find_segments(make((q, r), stray), AUDIO_VOTE)[0]
+    assert (round(s.query_start, 1), round(s.query_end, 1)) == (10.0, 20.0)
+
+
+def test_end_includes_the_span_of_the_last_hit():
+    q, r = line_hits(0, 10, 0, 1.0)
+    hits = Hits(q, r, np.ones(q.size), np.full(q.size, 0.5), "audio")
+    assert find_segments(hits, AUDIO_VOTE)[0].query_end == pytest.approx(q.max() + 0.5)
+
+
+def test_repeat_at_another_offset_is_suppressed():
+    # The same query span matching the reference twice (a refrain): keep only the stronger.
+    strong = line_hits(10, 20, 0, 1.0, seed=8)
+    weak = line_hits(10, 20, 30, 1.0, per_s=8.0, seed=9)
+    segs = find_segments(make(strong, weak), AUDIO_VOTE)
+    assert [round(s.ref_start) for s in segs] == [0]
+
+
+def test_weights_count_not_hits():
+    q, r = line_hits(0, 10, 0, 1.0, per_s=4.0)  # 40 hits
+    p = VoteParams(min_hits=12)
+    light = Hits(q, r, np.full(q.size, 0.25), np.zeros(q.size), "audio")   # total weight 10
+    assert find_segments(light, p) == []
+    heavy = Hits(q, r, np.full(q.size, 0.5), np.zeros(q.size), "audio")    # total weight 20
+    assert find_segments(heavy, p)[0].score == pytest.approx(20.0)
