@@ -128,6 +128,25 @@ def _audio_start_s(path: str) -> float:
         return 0.0
 
 
+def _ffmpeg_chunks(cmd, chunk_bytes: int, path: str, what: str) -> Iterator[bytes]:
+    """Run an ffmpeg command that writes raw data to stdout and yield it ``chunk_bytes`` at a time;
+    raise :class:`MediaError` naming ``path`` if ffmpeg fails."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        while True:
+            buf = proc.stdout.read(chunk_bytes)
+            if not buf:
+                break
+            yield buf
+    finally:
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+        rc = proc.wait()
+    if rc != 0:
+        raise MediaError(path, f"cannot decode {what} (" + _ffmpeg_reason(stderr, f"ffmpeg exit code {rc}", path) + ")")
+
+
 def iter_audio(path: PathLike, sr_hz: int, block_s: float = AUDIO_BLOCK_S,
                info: Optional[MediaInfo] = None) -> Iterator[AudioSignal]:
     """Decode the first audio track as mono float32 at ``sr_hz``, in blocks of ``block_s`` seconds.
@@ -142,25 +161,11 @@ def iter_audio(path: PathLike, sr_hz: int, block_s: float = AUDIO_BLOCK_S,
     start = _audio_start_s(fpath)
     cmd = [_require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", fpath, "-map", "0:a:0",
            "-ac", "1", "-ar", str(int(sr_hz)), "-f", "f32le", "-"]
-    block_bytes = int(block_s * sr_hz) * 4
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     n_done = 0
-    try:
-        while True:
-            buf = proc.stdout.read(block_bytes)
-            if not buf:
-                break
-            usable = len(buf) - len(buf) % 4
-            samples = np.frombuffer(buf[:usable], dtype="<f4").astype(np.float32)
-            yield AudioSignal(samples, int(sr_hz), start + n_done / float(sr_hz))
-            n_done += samples.size
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read()
-        proc.stderr.close()
-        rc = proc.wait()
-    if rc != 0:
-        raise MediaError(path, "cannot decode audio (" + _ffmpeg_reason(stderr, f"ffmpeg exit code {rc}", fpath) + ")")
+    for buf in _ffmpeg_chunks(cmd, int(block_s * sr_hz) * 4, fpath, "audio"):
+        samples = np.frombuffer(buf[:len(buf) - len(buf) % 4], dtype="<f4").astype(np.float32)
+        yield AudioSignal(samples, int(sr_hz), start + n_done / float(sr_hz))
+        n_done += samples.size
 
 
 def load_audio(path: PathLike, sr_hz: int, info: Optional[MediaInfo] = None) -> AudioSignal:
@@ -214,25 +219,15 @@ def _iter_frames_ffmpeg(path: str, fps: float, size: Optional[Tuple[int, int]], 
         raise MediaError(path, "video stream has no size")
     cmd = [_require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", path, "-map", "0:v:0",
            "-vf", f"fps={fps},scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     frame_bytes = w * h * 3
     k = 0
-    try:
-        while True:
-            buf = proc.stdout.read(frame_bytes * batch)
-            nf = len(buf) // frame_bytes
-            if nf == 0:
-                break
-            frames = np.frombuffer(buf[:nf * frame_bytes], dtype=np.uint8).reshape(nf, h, w, 3)
-            yield Frames(frames, info.video_start_s + (k + np.arange(nf)) / float(fps))
-            k += nf
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read()
-        proc.stderr.close()
-        rc = proc.wait()
-    if rc != 0:
-        raise MediaError(path, "cannot decode video (" + _ffmpeg_reason(stderr, f"ffmpeg exit code {rc}", path) + ")")
+    for buf in _ffmpeg_chunks(cmd, frame_bytes * batch, path, "video"):
+        nf = len(buf) // frame_bytes
+        if nf == 0:
+            break
+        frames = np.frombuffer(buf[:nf * frame_bytes], dtype=np.uint8).reshape(nf, h, w, 3)
+        yield Frames(frames, info.video_start_s + (k + np.arange(nf)) / float(fps))
+        k += nf
 
 
 def iter_frames(path: PathLike, fps: float, size: Optional[Tuple[int, int]] = None,
