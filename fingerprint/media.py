@@ -114,18 +114,10 @@ def probe(path: PathLike) -> MediaInfo:
                 break
         width, height = int(v.get("width") or 0), int(v.get("height") or 0)
     video_start = max(0.0, _f(video[0].get("start_time"))) if video else 0.0
+    audio_start = max(0.0, _f(audio[0].get("start_time"))) if audio else 0.0
     return MediaInfo(path=str(path), duration_s=duration, has_video=bool(video), has_audio=bool(audio),
-                     fps=fps, width=width, height=height, video_start_s=video_start)
-
-
-def _audio_start_s(path: str) -> float:
-    cmd = [_require_tool("ffprobe"), "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=start_time", "-of", "csv=p=0", path]
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    try:
-        return max(0.0, float(out.stdout.decode().strip().splitlines()[0]))
-    except (ValueError, IndexError):
-        return 0.0
+                     fps=fps, width=width, height=height, video_start_s=video_start,
+                     audio_start_s=audio_start)
 
 
 def _ffmpeg_chunks(cmd, chunk_bytes: int, path: str, what: str) -> Iterator[bytes]:
@@ -158,7 +150,7 @@ def iter_audio(path: PathLike, sr_hz: int, block_s: float = AUDIO_BLOCK_S,
     if not info.has_audio:
         return
     fpath = str(path)
-    start = _audio_start_s(fpath)
+    start = info.audio_start_s
     cmd = [_require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", fpath, "-map", "0:a:0",
            "-ac", "1", "-ar", str(int(sr_hz)), "-f", "f32le", "-"]
     n_done = 0

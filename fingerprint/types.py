@@ -24,6 +24,8 @@ class MediaInfo:
     height: int = 0
     #: When the first video frame is shown on the container timeline (seconds).
     video_start_s: float = 0.0
+    #: When the first audio sample plays on the container timeline (seconds).
+    audio_start_s: float = 0.0
 
 
 @dataclass
