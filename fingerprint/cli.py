@@ -33,10 +33,12 @@ def _available_modalities() -> List[str]:
     return ["audio"] + (["visual"] if getattr(visual, "AVAILABLE", False) else [])
 
 
-def compare_files(query: str, ref: str, modality: str = "both") -> List[Segment]:
+def compare_files(query: str, ref: str, modality: str = "both",
+                  notes: Optional[List[str]] = None) -> List[Segment]:
     """Segments of ``query`` copied from ``ref``, strongest first (times in seconds).
 
-    ``modality``: ``"audio"``, ``"visual"`` or ``"both"`` (what is available).
+    ``modality``: ``"audio"``, ``"visual"`` or ``"both"`` (what is available). ``notes``, when
+    given, collects one-line remarks for the user (e.g. a file has no audio track).
     Raises :class:`FingerprintError` for unreadable input or an unavailable modality.
     """
     from .media import probe
@@ -48,6 +50,11 @@ def compare_files(query: str, ref: str, modality: str = "both") -> List[Segment]
         raise FingerprintError(f"--modality {missing[0]}: the {missing[0]} matcher is not available "
                                f"in this version (available: {', '.join(available)})")
     qinfo, rinfo = probe(query), probe(ref)
+    if notes is not None and modality != "both":  # with "both", whatever is there is used silently
+        for m in wanted:
+            for path, info in ((query, qinfo), (ref, rinfo)):
+                if not (info.has_audio if m == "audio" else info.has_video):
+                    notes.append(f"{path}: no {m} track, so no {m} evidence")
     segments: List[Segment] = []
     if "audio" in wanted:
         from audio import AudioIndex, fingerprint_file
@@ -58,6 +65,16 @@ def compare_files(query: str, ref: str, modality: str = "both") -> List[Segment]
         hits = index.query(fingerprint_file(query, info=qinfo)).get("ref")
         if hits is not None:
             segments += find_segments(hits, AUDIO_VOTE)
+    if "visual" in wanted:
+        from fusion import VISUAL_VOTE, find_segments
+        from visual import VisualIndex, VisualMatcher
+
+        matcher = VisualMatcher()
+        vindex = VisualIndex(matcher.params)
+        vindex.add("ref", *matcher.describe_reference(ref, info=rinfo))
+        hits = matcher.query(query, vindex, info=qinfo).get("ref")
+        if hits is not None:
+            segments += find_segments(hits, VISUAL_VOTE)
     for s in segments:
         s.query_id, s.ref_id = query, ref
     segments.sort(key=lambda s: -s.score)
@@ -89,7 +106,10 @@ def format_segments(segments: Sequence[Segment], fmt: str) -> str:
 
 
 def _cmd_compare(args) -> int:
-    segs = compare_files(args.query, args.ref, args.modality)
+    notes: List[str] = []
+    segs = compare_files(args.query, args.ref, args.modality, notes)
+    for n in notes:
+        print(f"fingerprint: note: {n}", file=sys.stderr)
     sys.stdout.write(format_segments(segs, args.format))
     return EXIT_OK
 

@@ -16,8 +16,9 @@ class VoteParams:
     offset_bin_s: float = 0.1
     #: A hit belongs to a line when its reference time is this close to the line.
     inlier_tol_s: float = 0.04
-    #: Fewer consistent hits than this is no match (random hash collisions reach ~5 at one offset).
-    min_hits: int = 12
+    #: Less consistent evidence (summed hit weight) than this is no match; for audio, chance
+    #: alignments of unrelated music reach ~9.
+    min_hits: float = 12.0
     #: A gap in query time longer than this splits a line into two segments.
     max_gap_s: float = 3.0
     #: Segment ends are trimmed back to the first/last inlier that has at least ``edge_support``
@@ -35,3 +36,8 @@ class VoteParams:
 
 #: Audio landmark hits: dense (tens per second), timed to one 16 ms hop.
 AUDIO_VOTE = VoteParams()
+
+#: Visual frame hits: a few per second (queries at 2 fps, references at 1 fps, so a hit's
+#: reference time is within ~0.5 s of the line), weighted by normalized similarity above the floor.
+VISUAL_VOTE = VoteParams(slope_step=0.02, offset_bin_s=0.5, inlier_tol_s=0.75, min_hits=1.5,
+                         max_gap_s=3.0, edge_support=1, edge_window_s=1.5, min_len_s=1.0)

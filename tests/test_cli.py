@@ -191,7 +191,18 @@ def test_text_file_exits_2(capsys, tmp_path, copy_case, which):
     assert out == ""
 
 
-def test_modality_visual_exits_2(capsys, copy_case):
+def test_modality_visual_on_audio_only_files_notes_it(capsys, copy_case):
+    query, ref = copy_case
+    rc, out, err = run_main(capsys, "compare", query, ref, "--modality", "visual", "--format", "csv")
+    assert rc == 0
+    assert out.strip() == HEADER
+    assert err.count("\n") == 2 and "no visual track" in err and "Traceback" not in err
+
+
+def test_modality_visual_without_the_model_exits_2(capsys, copy_case, monkeypatch):
+    import visual
+
+    monkeypatch.setattr(visual, "AVAILABLE", False)
     query, ref = copy_case
     rc, out, err = run_main(capsys, "compare", query, ref, "--modality", "visual")
     assert_one_line_error(rc, out, err, "visual", "not available")

