@@ -60,12 +60,28 @@ class VisualMatcher:
         self.params = params
         self.descriptor = Descriptor(params.model, params.input_px)
         noise = noise_descriptors(params.model)
-        self.noise = noise if noise is not None and len(noise) >= params.noise_k else None
+        if noise is None or len(noise) < params.noise_k:
+            self.mean, self.noise = None, None
+        else:
+            # Unrelated frames share a common component in SSCD space (cosine ~0.3 between
+            # unrelated synthetic scenes); removing the noise set's mean takes it to ~0.
+            self.mean = noise.mean(axis=0) if params.center else None
+            self.noise = self._center(noise)
+
+    def _center(self, desc: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            return desc
+        d = desc - self.mean
+        return (d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        """Descriptors ``(n, 512)`` of frames, centred on the noise set's mean and L2-normalized."""
+        return self._center(self.descriptor(frames))
 
     def describe_reference(self, path: PathLike, info: Optional[MediaInfo] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(times_s (n,), descriptors (n, 512))`` of a reference sampled at ``ref_fps``."""
         fr = sample_frames(path, self.params.ref_fps, self.params, info)
-        return fr.times_s, self.descriptor(fr.frames)
+        return fr.times_s, self.embed(fr.frames)
 
     def _bias(self, desc: np.ndarray) -> np.ndarray:
         """beta x mean similarity to the ``noise_k`` nearest noise frames, per row."""
@@ -95,7 +111,7 @@ class VisualMatcher:
                 jobs += [(idx, v) for v in detect_views(frames[idx], flip=False) if v.name != "full"]
         fi, sims, rows = [], [], []
         for idx, v in jobs:
-            d = self.descriptor(v.apply(frames[idx]))
+            d = self.embed(v.apply(frames[idx]))
             s, r = index.search(d, p.top_k)
             fi.append(np.repeat(idx, s.shape[1]))
             sims.append((s - self._bias(d)[:, None]).ravel())

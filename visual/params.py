@@ -29,6 +29,8 @@ class VisualParams:
     #: Hits whose normalized similarity is below this are dropped; the vote weight of a hit is
     #: its normalized similarity minus this floor.
     sim_floor: float = 0.15
+    #: Centre descriptors on the noise set's mean (then re-normalize) before any comparison.
+    center: bool = True
     #: Score normalization (VSC baseline): subtract ``beta`` x the mean similarity of the query
     #: frame to its ``noise_k`` nearest frames in a noise set of unrelated frames.
     beta: float = 1.0
@@ -46,7 +48,7 @@ class VisualParams:
 
     def index_key(self) -> dict:
         """Parameters an index and its queries must share."""
-        return {"model": self.model, "input_px": self.input_px}
+        return {"model": self.model, "input_px": self.input_px, "center": self.center}
 
     def as_dict(self) -> dict:
         return asdict(self)
