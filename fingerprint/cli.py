@@ -34,7 +34,7 @@ def _available_modalities() -> List[str]:
 
 
 def compare_files(query: str, ref: str, modality: str = "both",
-                  notes: Optional[List[str]] = None) -> List[Segment]:
+                  notes: Optional[List[str]] = None, visual_model: str = "sscd-distilled") -> List[Segment]:
     """Segments of ``query`` copied from ``ref``, strongest first (times in seconds).
 
     ``modality``: ``"audio"``, ``"visual"`` or ``"both"`` (what is available). ``notes``, when
@@ -69,7 +69,9 @@ def compare_files(query: str, ref: str, modality: str = "both",
         from fusion import VISUAL_VOTE, find_segments
         from visual import VisualIndex, VisualMatcher
 
-        matcher = VisualMatcher()
+        from visual import VisualParams
+
+        matcher = VisualMatcher(VisualParams(model=visual_model))
         vindex = VisualIndex(matcher.params)
         vindex.add("ref", *matcher.describe_reference(ref, info=rinfo))
         hits = matcher.query(query, vindex, info=qinfo).get("ref")
@@ -107,7 +109,7 @@ def format_segments(segments: Sequence[Segment], fmt: str) -> str:
 
 def _cmd_compare(args) -> int:
     notes: List[str] = []
-    segs = compare_files(args.query, args.ref, args.modality, notes)
+    segs = compare_files(args.query, args.ref, args.modality, notes, args.visual_model)
     for n in notes:
         print(f"fingerprint: note: {n}", file=sys.stderr)
     sys.stdout.write(format_segments(segs, args.format))
@@ -125,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(re-encoded, noisy, sped up 0.8x-1.25x, ...). Prints one row per segment: "
                                    "query_start, query_end, ref_start, ref_end (seconds) and a score that grows "
                                    "with the evidence (for audio: the number of consistent landmark hashes; "
-                                   "a score below ~20 is weak). No match prints no rows and exits 0.")
+                                   "a score below ~20 is weak; for video: summed similarity of aligned frames above a floor, "
+                                   "below ~3 is weak). No match prints no rows and exits 0.")
     c.add_argument("query", help="query video or audio file")
     c.add_argument("ref", help="reference video or audio file")
     c.add_argument("--modality", choices=["audio", "visual", "both"], default="both",
@@ -133,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="output format (default: table); csv prints the header "
                         "query_start,query_end,ref_start,ref_end,score")
+    c.add_argument("--visual-model", choices=["sscd-distilled", "sscd"], default="sscd-distilled",
+                   help="frame descriptor: sscd-distilled (default: a MobileNetV4 student of SSCD, ~3x "
+                        "faster) or sscd (Meta's SSCD, int8)")
     c.set_defaults(func=_cmd_compare)
     return p
 

@@ -250,3 +250,17 @@ def test_python_m_fingerprint_bad_input(tmp_path):
     assert_one_line_error(rc, out, err, missing)
     rc, out, err = run_module()
     assert rc == 2
+
+
+def test_compare_visual_csv_on_videos(capsys, tmp_path):
+    from fingerprint.synth_video import copy_query, scene_video
+
+    ref = scene_video(tmp_path / "ref.mp4", 30.0, seed=21)
+    query, truth = copy_query(tmp_path, ref, "hflip", seed=21)
+    rc, out, err = run_main(capsys, "compare", query, ref, "--modality", "visual", "--format", "csv")
+    assert rc == 0, err
+    rows = parse_csv(out)
+    assert out.splitlines()[0] == HEADER and rows
+    best = max(rows, key=lambda r: r["score"])
+    for key, t in zip(KEYS[:4], truth):
+        assert abs(best[key] - t) <= 1.0, (key, best[key], t)
