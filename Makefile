@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo_data
 
-.PHONY: demo test bench sysdeps clean
+.PHONY: demo test bench bench-matching calibrate sysdeps clean
 
 sysdeps:
 	@missing=""; \
@@ -42,5 +42,13 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_audio.py --out docs/audio_benchmark.md
 
+# µAP of audio-only, visual-only and fused matching on a generated benchmark (data kept in bench_data/)
+bench-matching: $(BIN)/.installed
+	$(BIN)/python scripts/bench_matching.py --out docs/matching_benchmark.md
+
+# refit model_assets/calibration.npz on generated training benchmarks (seeds disjoint from bench-matching's)
+calibrate: $(BIN)/.installed
+	$(BIN)/python scripts/fit_calibration.py
+
 clean:
-	rm -rf $(VENV) $(DEMO) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(DEMO) bench_data *.egg-info .pytest_cache

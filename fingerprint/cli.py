@@ -1,6 +1,10 @@
 """The ``fingerprint`` command line.
 
     fingerprint compare QUERY REF [--modality audio|visual|both] [--format table|csv|json]
+    fingerprint index REF_DIR -o INDEX_DIR            (adds to INDEX_DIR if it exists)
+    fingerprint match QUERY_DIR_OR_LIST -i INDEX_DIR -o full_matches.csv
+    fingerprint evaluate GROUND_TRUTH.csv PREDICTIONS.csv [--per-query] [--format text|json]
+    fingerprint make-benchmark -o OUT_DIR [--queries N --references M --seed S]
 
 Exit codes: 0 success (also when nothing matches), 2 bad input or usage, 1 unexpected failure.
 """
@@ -11,6 +15,7 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 from . import __version__
@@ -55,28 +60,11 @@ def compare_files(query: str, ref: str, modality: str = "both",
             for path, info in ((query, qinfo), (ref, rinfo)):
                 if not (info.has_audio if m == "audio" else info.has_video):
                     notes.append(f"{path}: no {m} track, so no {m} evidence")
-    segments: List[Segment] = []
-    if "audio" in wanted:
-        from audio import AudioIndex, fingerprint_file
-        from fusion import AUDIO_VOTE, find_segments
+    from .pipeline import Library, QueryMatcher
 
-        index = AudioIndex()
-        index.add("ref", fingerprint_file(ref, info=rinfo))
-        hits = index.query(fingerprint_file(query, info=qinfo)).get("ref")
-        if hits is not None:
-            segments += find_segments(hits, AUDIO_VOTE)
-    if "visual" in wanted:
-        from fusion import VISUAL_VOTE, find_segments
-        from visual import VisualIndex, VisualMatcher
-
-        from visual import VisualParams
-
-        matcher = VisualMatcher(VisualParams(model=visual_model))
-        vindex = VisualIndex(matcher.params)
-        vindex.add("ref", *matcher.describe_reference(ref, info=rinfo))
-        hits = matcher.query(query, vindex, info=qinfo).get("ref")
-        if hits is not None:
-            segments += find_segments(hits, VISUAL_VOTE)
+    lib = Library.create("<memory>", wanted, visual_model)
+    lib.add_file(ref, "ref")
+    segments = QueryMatcher(lib, modality).match_file(query, "query")
     for s in segments:
         s.query_id, s.ref_id = query, ref
     segments.sort(key=lambda s: -s.score)
@@ -94,7 +82,8 @@ def format_segments(segments: Sequence[Segment], fmt: str) -> str:
         return buf.getvalue()
     if fmt == "json":
         for row, s in zip(rows, segments):
-            row.update(speed=round(s.slope, 4), hits=s.evidence)
+            row.update(speed=round(s.slope, 4), hits=s.evidence,
+                       strength={k: round(v, 3) for k, v in s.strength.items()})
         return json.dumps(rows, indent=2) + "\n"
     if not rows:
         return "no matching segment\n"
@@ -103,7 +92,7 @@ def format_segments(segments: Sequence[Segment], fmt: str) -> str:
     for r, s in zip(rows, segments):
         ev = ", ".join(f"{k} {v}" for k, v in s.evidence.items())
         lines.append(f"{r['query_start']:8.2f}-{r['query_end']:<8.2f}  {r['ref_start']:8.2f}-{r['ref_end']:<8.2f}"
-                     f"  {s.slope:5.3f}x  {r['score']:8.1f}  {ev}")
+                     f"  {s.slope:5.3f}x  {r['score']:8.3f}  {ev}")
     return "\n".join(lines) + "\n"
 
 
@@ -116,6 +105,113 @@ def _cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def _progress(total: int, desc: str):
+    """A tqdm bar on stderr (hidden when stderr is not a terminal); returns (update, close)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False)
+
+    def update(label: str) -> None:
+        bar.set_postfix_str(label[:24], refresh=False)
+        bar.update(1)
+
+    return update, bar.close
+
+
+def _report_skipped(report, side_csv: Optional[str]) -> None:
+    from .pipeline import write_skipped
+
+    if not report.skipped:
+        return
+    for path, reason in report.skipped:
+        print(f"fingerprint: skipped {path}: {reason}", file=sys.stderr)
+    where = ""
+    if side_csv:
+        write_skipped(report, side_csv)
+        where = f" (listed in {side_csv})"
+    print(f"fingerprint: skipped {len(report.skipped)} file(s){where}", file=sys.stderr)
+
+
+def _cmd_index(args) -> int:
+    from .pipeline import Library, list_media
+
+    files = list_media(args.references)
+    if not files:
+        raise FingerprintError(f"{args.references}: no media files found")
+    wanted = ["audio", "visual"] if args.modality == "both" else [args.modality]
+    lib = Library.open_or_create(args.output, wanted, args.visual_model)
+    update, close = _progress(len(files), "indexing")
+    try:
+        report = lib.add_files(files, update)
+    finally:
+        close()
+    if report.done:
+        lib.save()
+    print(f"indexed {len(report.done)} reference(s) into {args.output} "
+          f"({len(lib.ref_ids)} in all; modalities: {', '.join(lib.modalities)})"
+          + (f"; {len(report.already)} already there" if report.already else ""), file=sys.stderr)
+    _report_skipped(report, str(Path(args.output) / "skipped.csv") if report.skipped else None)
+    return EXIT_OK if report.done or report.already else EXIT_BAD_INPUT
+
+
+def _cmd_match(args) -> int:
+    from .pipeline import Library, QueryMatcher, list_media, write_matches
+
+    files = list_media(args.queries)
+    if not files:
+        raise FingerprintError(f"{args.queries}: no media files found")
+    matcher = QueryMatcher(Library.open(args.index), args.modality)
+    if args.min_score is not None:
+        from dataclasses import replace
+
+        matcher.fuse = replace(matcher.fuse, min_score=args.min_score)
+    update, close = _progress(len(files), "matching")
+    try:
+        segs, report = matcher.match_files(files, update)
+    finally:
+        close()
+    write_matches(segs, args.output)
+    print(f"matched {len(report.done)} quer{'y' if len(report.done) == 1 else 'ies'}: {len(segs)} segment(s) "
+          f"written to {args.output}", file=sys.stderr)
+    _report_skipped(report, str(args.output) + ".skipped.csv" if report.skipped else None)
+    return EXIT_OK if report.done else EXIT_BAD_INPUT
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_files
+
+    res = evaluate_files(args.ground_truth, args.predictions)
+    r90 = res.recall_at_precision(0.9)
+    if args.format == "json":
+        obj = {"uap": res.uap, "recall_at_precision_0.9": r90, "predictions": res.n_predictions,
+               "ground_truth_segments": res.n_ground_truth}
+        if args.per_query:
+            obj["per_query"] = json.loads(res.per_query.to_json(orient="records"))
+        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+        return EXIT_OK
+    print(f"µAP (VSC matching, segment micro-AP): {res.uap:.4f}")
+    print(f"recall at precision >= 0.9:           {r90:.4f}")
+    print(f"predictions: {res.n_predictions}, ground-truth segments: {res.n_ground_truth}")
+    if args.per_query:
+        print()
+        print(res.per_query.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return EXIT_OK
+
+
+def _cmd_make_benchmark(args) -> int:
+    from .benchmark import make_benchmark
+
+    update, close = _progress(args.queries + args.references, "generating")
+    try:
+        stats = make_benchmark(args.output, n_queries=args.queries, n_refs=args.references, seed=args.seed,
+                               positive_rate=args.positive_rate, max_duration_s=args.max_duration,
+                               progress=update)
+    finally:
+        close()
+    print(json.dumps(stats, indent=2))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fingerprint",
                 description="Find copied (and edited) segments of reference videos inside query videos, "
@@ -125,10 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="find the segments of QUERY copied from REF",
                        description="Find the segments of QUERY that were copied from REF, even when edited "
                                    "(re-encoded, noisy, sped up 0.8x-1.25x, ...). Prints one row per segment: "
-                                   "query_start, query_end, ref_start, ref_end (seconds) and a score that grows "
-                                   "with the evidence (for audio: the number of consistent landmark hashes; "
-                                   "a score below ~20 is weak; for video: summed similarity of aligned frames above a floor, "
-                                   "below ~3 is weak). No match prints no rows and exits 0.")
+                                   "query_start, query_end, ref_start, ref_end (seconds) and a score: the estimated "
+                                   "probability that the segment is a real copy, from the consistent audio landmark "
+                                   "hashes and similar frames behind it (--format json shows them). Segments under "
+                                   "0.05 are not shown; no match prints no rows and exits 0.")
     c.add_argument("query", help="query video or audio file")
     c.add_argument("ref", help="reference video or audio file")
     c.add_argument("--modality", choices=["audio", "visual", "both"], default="both",
@@ -140,6 +236,61 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame descriptor: sscd-distilled (default: a MobileNetV4 student of SSCD, ~3x "
                         "faster) or sscd (Meta's SSCD, int8)")
     c.set_defaults(func=_cmd_compare)
+
+    ix = sub.add_parser("index", help="fingerprint reference videos into an index directory",
+                        description="Fingerprint every media file in REFERENCES (a directory, a text file with "
+                                    "one path per line, or one file) and store the fingerprints in the index "
+                                    "directory OUTPUT. A video's id is its file name without extension. Running "
+                                    "it again on an existing index adds the new references and leaves the others. "
+                                    "Unreadable files are skipped, reported at the end and listed in "
+                                    "OUTPUT/skipped.csv.")
+    ix.add_argument("references", help="directory of reference videos, or a list file")
+    ix.add_argument("-o", "--output", required=True, help="index directory (created or extended)")
+    ix.add_argument("--modality", choices=["audio", "visual", "both"], default="both",
+                    help="fingerprints to compute for a new index (default: both)")
+    ix.add_argument("--visual-model", choices=["sscd-distilled", "sscd"], default="sscd-distilled",
+                    help="frame descriptor for a new index (default: sscd-distilled)")
+    ix.set_defaults(func=_cmd_index)
+
+    mt = sub.add_parser("match", help="find copied segments of query videos in an index",
+                        description="Match every media file in QUERIES against the index and write the "
+                                    "segments as CSV with the VSC columns query_id,ref_id,query_start,query_end,"
+                                    "ref_start,ref_end,score (times in seconds; score = estimated probability that "
+                                    "the segment is a real copy, comparable across queries). Unreadable queries "
+                                    "are skipped, reported, and listed in OUTPUT.skipped.csv.")
+    mt.add_argument("queries", help="directory of query videos, or a list file")
+    mt.add_argument("-i", "--index", required=True, help="index directory made by `fingerprint index`")
+    mt.add_argument("-o", "--output", required=True, help="CSV to write (full_matches format)")
+    mt.add_argument("--modality", choices=["audio", "visual", "both"], default="both",
+                    help="evidence to use (default: both, i.e. what the index has)")
+    mt.add_argument("--min-score", type=float, default=None,
+                    help="drop segments scoring below this probability (default 0.05)")
+    mt.set_defaults(func=_cmd_match)
+
+    ev = sub.add_parser("evaluate", help="score predictions with the VSC matching metric (µAP)",
+                        description="Compute the VSC 2022 matching-track metric: segment-level micro-average "
+                                    "precision over all predictions ranked by score, crediting a prediction where "
+                                    "it overlaps a ground-truth segment of the same (query, reference) pair in "
+                                    "query and reference time. Also prints the recall reached at precision 0.9.")
+    ev.add_argument("ground_truth", help="CSV: query_id,ref_id,query_start,query_end,ref_start,ref_end")
+    ev.add_argument("predictions", help="CSV: the same columns plus score (full_matches format)")
+    ev.add_argument("--per-query", action="store_true", help="also list precision and recall per query")
+    ev.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    mb = sub.add_parser("make-benchmark", help="generate a VSC-like benchmark with ground truth",
+                        description="Synthesize reference videos and query videos that hold edited copies of "
+                                    "them, in the VSC layout: reference/, query/, *_metadata.csv, "
+                                    "query_subset.csv, ground_truth.csv and query_edits.csv (edits and audio "
+                                    "policy per copied segment). Deterministic for a seed.")
+    mb.add_argument("-o", "--output", required=True, help="directory to write")
+    mb.add_argument("--queries", type=int, default=40, help="number of query videos (default 40)")
+    mb.add_argument("--references", type=int, default=20, help="number of reference videos (default 20)")
+    mb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    mb.add_argument("--positive-rate", type=float, default=0.23,
+                    help="share of queries that hold a copy (default 0.23, as in VSC)")
+    mb.add_argument("--max-duration", type=float, default=60.0, help="longest video in seconds (default 60)")
+    mb.set_defaults(func=_cmd_make_benchmark)
     return p
 
 

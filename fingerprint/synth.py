@@ -75,12 +75,14 @@ def music(duration_s: float, sr_hz: int = 16000, seed: int = 0) -> np.ndarray:
     return (0.9 * out / peak).astype(np.float32)
 
 
-def speech(text: str, sr_hz: int = 16000, voice: str = "en", speed_wpm: int = 160) -> Optional[np.ndarray]:
-    """Text spoken by espeak-ng as float32 at ``sr_hz``; None when espeak-ng is not installed."""
+def speech(text: str, sr_hz: int = 16000, voice: str = "en", speed_wpm: int = 160,
+           pitch: int = 50) -> Optional[np.ndarray]:
+    """Text spoken by espeak-ng as float32 at ``sr_hz``; None when espeak-ng is not installed.
+    ``voice`` is an espeak voice, optionally with a variant (``"en-us+f3"``); ``pitch`` 0-99."""
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
         return None
-    wav = subprocess.run([exe, "-v", voice, "-s", str(speed_wpm), "--stdout", text],
+    wav = subprocess.run([exe, "-v", voice, "-s", str(speed_wpm), "-p", str(int(pitch)), "--stdout", text],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", "-", "-ac", "1", "-ar", str(sr_hz), "-f", "f32le", "-"],
                          input=wav, stdout=subprocess.PIPE, check=True).stdout

@@ -94,7 +94,8 @@ class Segment:
 
     ``score`` is monotone in the evidence (higher = more confident); ``slope`` is reference seconds
     per query second (2.0: the query plays the reference at double speed); ``n_hits`` counts the
-    consistent hits behind it, per source in ``evidence``.
+    consistent hits behind it, per source in ``evidence``; ``strength`` sums their weights per
+    source (what calibration turns into ``score``).
     """
 
     query_start: float
@@ -107,6 +108,7 @@ class Segment:
     ref_id: str = ""
     query_id: str = ""
     evidence: Dict[str, int] = field(default_factory=dict)
+    strength: Dict[str, float] = field(default_factory=dict)
 
     def as_row(self) -> dict:
         return {
@@ -116,5 +118,5 @@ class Segment:
             "query_end": round(float(self.query_end), 3),
             "ref_start": round(float(self.ref_start), 3),
             "ref_end": round(float(self.ref_end), 3),
-            "score": round(float(self.score), 4),
+            "score": round(float(self.score), 6),
         }

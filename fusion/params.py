@@ -41,3 +41,21 @@ AUDIO_VOTE = VoteParams()
 #: reference time is within ~0.5 s of the line), weighted by normalized similarity above the floor.
 VISUAL_VOTE = VoteParams(slope_step=0.02, offset_bin_s=0.5, inlier_tol_s=0.75, min_hits=1.5,
                          max_gap_s=3.0, edge_support=1, edge_window_s=1.5, min_len_s=1.0)
+
+
+@dataclass(frozen=True)
+class FuseParams:
+    #: An audio and a visual segment of one pair describe the same copy when their speeds differ by
+    #: at most this fraction...
+    max_slope_diff: float = 0.05
+    #: ...their lines are this close in reference time where their query spans meet (seconds)...
+    max_offset_diff_s: float = 1.0
+    #: ...and their query spans overlap or leave at most this gap (seconds).
+    max_gap_s: float = 1.0
+    #: Calibrated segments scoring below this probability are not reported. µAP ranks every row of
+    #: every query together, so a low-probability row costs little but a day-to-day user reads it
+    #: as a match; 0.05 keeps the long tail short.
+    min_score: float = 0.05
+
+
+FUSE = FuseParams()

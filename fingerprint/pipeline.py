@@ -1,0 +1,351 @@
+"""The whole job over many files: index references, match queries, write full_matches rows.
+
+An index is a directory:
+
+- ``index.json``: what it holds (``kind``, ``version``, modalities, visual model);
+- ``audio.npz``: :class:`audio.AudioIndex`; ``visual.npz`` (+ ``visual.npz.ann`` past 200k
+  frames): :class:`visual.VisualIndex`. Each is written atomically and carries a checksum.
+
+A video's id is its file name without extension (``/data/query/Q100001.mp4`` -> ``Q100001``).
+
+>>> lib = Library.create("index_dir")                                    # doctest: +SKIP
+>>> report = lib.add_files(sorted(Path("refs").glob("*.mp4"))); lib.save()  # doctest: +SKIP
+>>> segs = QueryMatcher(Library.open("index_dir")).match_file("q.mp4")   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+from .errors import FingerprintError, IndexFormatError, MediaError
+from .types import Segment
+
+PathLike = Union[str, Path]
+MANIFEST = "index.json"
+KIND, VERSION = "fingerprint-index", 1
+MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv",
+                  ".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus"}
+MODALITIES = ("audio", "visual")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+
+
+def video_id(path: PathLike) -> str:
+    """The id of a video: its file name without extension."""
+    return Path(path).stem
+
+
+def check_id(vid: str, source: str) -> str:
+    """``vid`` if it is a plain name (letters, digits, ``._ -``, no path); else FingerprintError."""
+    if not _ID_RE.match(vid) or vid in (".", ".."):
+        raise FingerprintError(f"{source}: {vid!r} is not a plain video id (letters, digits, '.', '_', '-', ' ')")
+    return vid
+
+
+def list_media(source: PathLike) -> List[Path]:
+    """Media files named by ``source``: a directory (its media files, sorted, not recursive), a
+    text file with one path per line (relative paths are relative to the list), or one file."""
+    src = Path(source)
+    if src.is_dir():
+        return sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    if src.is_file() and src.suffix.lower() in (".txt", ".lst", ".list"):
+        lines = [ln.strip() for ln in src.read_text(errors="replace").splitlines()]
+        return [(src.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines
+                if ln and not ln.startswith("#")]
+    if src.is_file():
+        return [src]
+    raise FingerprintError(f"{src}: no such file or directory")
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: ids done, files skipped with the reason, ids already present."""
+
+    done: List[str] = field(default_factory=list)
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    already: List[str] = field(default_factory=list)
+
+
+def _available(modalities: Sequence[str]) -> List[str]:
+    out = []
+    for m in modalities:
+        if m == "visual":
+            import visual
+
+            if not visual.AVAILABLE:
+                continue
+        out.append(m)
+    return out
+
+
+class Library:
+    """A reference index directory (see the module docstring)."""
+
+    def __init__(self, root: PathLike, modalities: Sequence[str], visual_model: str):
+        self.root = Path(root)
+        self.modalities = list(modalities)
+        self.visual_model = visual_model
+        self.audio = None
+        self.visual = None
+        self._vmatcher = None
+
+    # -- creation and loading --------------------------------------------------------------
+    @classmethod
+    def create(cls, root: PathLike, modalities: Sequence[str] = MODALITIES,
+               visual_model: str = "sscd-distilled") -> "Library":
+        """A new, empty library (nothing is written until :meth:`save`)."""
+        from audio import AudioIndex
+
+        lib = cls(root, _available(modalities), visual_model)
+        if not lib.modalities:
+            raise FingerprintError(f"--modality {'/'.join(modalities)}: that matcher is not installed")
+        if "audio" in lib.modalities:
+            lib.audio = AudioIndex()
+        if "visual" in lib.modalities:
+            from visual import VisualIndex, VisualParams
+
+            lib.visual = VisualIndex(VisualParams(model=visual_model))
+        return lib
+
+    @classmethod
+    def open(cls, root: PathLike) -> "Library":
+        """Load an index directory; IndexFormatError when it is missing, damaged or foreign."""
+        root = Path(root)
+        man = root / MANIFEST
+        if not man.is_file():
+            raise IndexFormatError(root, f"not an index directory (no {MANIFEST}); build one with `fingerprint index`")
+        try:
+            meta = json.loads(man.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise IndexFormatError(man, "damaged manifest (not JSON)") from None
+        if not isinstance(meta, dict) or meta.get("kind") != KIND:
+            raise IndexFormatError(man, f"not a {KIND} manifest")
+        if meta.get("version") != VERSION:
+            raise IndexFormatError(man, f"format version {meta.get('version')}, this program reads {VERSION}")
+        lib = cls(root, [m for m in meta.get("modalities", []) if m in MODALITIES],
+                  meta.get("visual_model", "sscd-distilled"))
+        if "audio" in lib.modalities:
+            from audio import AudioIndex
+
+            lib.audio = AudioIndex.load(root / "audio.npz")
+        if "visual" in lib.modalities:
+            import visual
+
+            if not visual.AVAILABLE:
+                raise IndexFormatError(root, "index has visual descriptors but the visual matcher is not installed")
+            lib.visual = visual.VisualIndex.load(root / "visual.npz")
+        return lib
+
+    @classmethod
+    def open_or_create(cls, root: PathLike, modalities: Sequence[str] = MODALITIES,
+                       visual_model: str = "sscd-distilled") -> "Library":
+        return cls.open(root) if (Path(root) / MANIFEST).exists() else cls.create(root, modalities, visual_model)
+
+    def save(self) -> None:
+        """Write every index file atomically, then the manifest (last, so a crash before it
+        leaves the previous manifest pointing at complete files)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.audio is not None:
+            self.audio.save(self.root / "audio.npz")
+        if self.visual is not None:
+            self.visual.save(self.root / "visual.npz")
+        _write_json_atomic(self.root / MANIFEST, {"kind": KIND, "version": VERSION, "modalities": self.modalities,
+                                                  "visual_model": self.visual_model,
+                                                  "references": len(self.ref_ids)})
+
+    # -- contents ------------------------------------------------------------------------------
+    @property
+    def ref_ids(self) -> List[str]:
+        ids = set()
+        for ix in (self.audio, self.visual):
+            if ix is not None:
+                ids.update(ix.ref_ids)
+        return sorted(ids)
+
+    def __contains__(self, ref_id: str) -> bool:
+        return any(ix is not None and ref_id in ix for ix in (self.audio, self.visual))
+
+    def visual_matcher(self):
+        if self._vmatcher is None and self.visual is not None:
+            from visual import VisualMatcher
+
+            self._vmatcher = VisualMatcher(self.visual.params)
+        return self._vmatcher
+
+    def add_file(self, path: PathLike, ref_id: Optional[str] = None) -> str:
+        """Fingerprint one reference and add it; returns its id. MediaError if unreadable."""
+        from .media import probe
+
+        rid = check_id(ref_id or video_id(path), str(path))
+        info = probe(path)
+        lm = desc = None
+        if self.audio is not None:
+            from audio import fingerprint_file
+
+            lm = fingerprint_file(path, self.audio.params, info=info)
+        if self.visual is not None:
+            desc = self.visual_matcher().describe_reference(path, info=info)
+        # Add only once every modality has read the file, so a failure leaves no half entry.
+        if lm is not None:
+            self.audio.add(rid, lm)
+        if desc is not None:
+            self.visual.add(rid, *desc)
+        return rid
+
+    def add_files(self, paths: Iterable[PathLike], progress: Optional[Callable[[str], None]] = None) -> BatchReport:
+        """Add many references; unreadable files and ids already present are reported, not raised."""
+        rep = BatchReport()
+        for p in paths:
+            rid = video_id(p)
+            try:
+                check_id(rid, str(p))
+                if rid in self:
+                    rep.already.append(rid)
+                else:
+                    rep.done.append(self.add_file(p, rid))
+            except FingerprintError as exc:
+                rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
+            if progress:
+                progress(rid)
+        return rep
+
+
+class QueryMatcher:
+    """Finds the copied segments of query files in a :class:`Library`.
+
+    ``modality``: ``"both"`` (what the library has), ``"audio"`` or ``"visual"``.
+    ``calibration``: a :class:`fusion.Calibration` (default: the committed one); scores are
+    P(copy) and rows under ``fuse.min_score`` are dropped.
+    """
+
+    def __init__(self, library: Library, modality: str = "both", calibration=None, fuse=None,
+                 audio_vote=None, visual_vote=None):
+        from fusion import AUDIO_VOTE, FUSE, VISUAL_VOTE
+
+        self.lib = library
+        wanted = library.modalities if modality == "both" else [modality]
+        missing = [m for m in wanted if m not in library.modalities]
+        if missing:
+            raise FingerprintError(f"{library.root}: the index has no {missing[0]} fingerprints "
+                                   f"(it has: {', '.join(library.modalities) or 'nothing'})")
+        self.modalities = wanted
+        self.fuse = fuse or FUSE
+        self.audio_vote = audio_vote or AUDIO_VOTE
+        self.visual_vote = visual_vote or VISUAL_VOTE
+        self._calibration = calibration
+
+    @property
+    def calibration(self):
+        if self._calibration is None:
+            from fusion import Calibration
+
+            self._calibration = Calibration.load()
+        return self._calibration
+
+    def pair_segments(self, path: PathLike, query_id: Optional[str] = None):
+        """``(query_id, {ref_id: (audio segments, visual segments)})`` of one query, before merging."""
+        from fusion import find_segments
+
+        from .media import probe
+
+        qid = check_id(query_id or video_id(path), str(path))
+        info = probe(path)
+        per_ref = {}
+        if "audio" in self.modalities and info.has_audio:
+            from audio import fingerprint_file
+
+            for rid, h in self.lib.audio.query(fingerprint_file(path, self.lib.audio.params, info=info)).items():
+                per_ref.setdefault(rid, ([], []))[0].extend(find_segments(h, self.audio_vote))
+        if "visual" in self.modalities and info.has_video:
+            for rid, h in self.lib.visual_matcher().query(path, self.lib.visual, info=info).items():
+                per_ref.setdefault(rid, ([], []))[1].extend(find_segments(h, self.visual_vote))
+        return qid, per_ref
+
+    def merge(self, qid: str, per_ref) -> List[Segment]:
+        """Merged, uncalibrated segments from :meth:`pair_segments`' output."""
+        from fusion import merge_modalities
+
+        out: List[Segment] = []
+        for rid in sorted(per_ref):
+            for s in merge_modalities(*per_ref[rid], self.fuse):
+                s.query_id, s.ref_id = qid, rid
+                out.append(s)
+        return out
+
+    def candidates(self, path: PathLike, query_id: Optional[str] = None) -> List[Segment]:
+        """Uncalibrated merged segments of one query (every pair), for fitting a calibration."""
+        return self.merge(*self.pair_segments(path, query_id))
+
+    def finish(self, segments: List[Segment]) -> List[Segment]:
+        """Calibrate scores and drop segments under ``fuse.min_score``; best first."""
+        return [s for s in self.calibration.apply(segments) if s.score >= self.fuse.min_score]
+
+    def match_file(self, path: PathLike, query_id: Optional[str] = None) -> List[Segment]:
+        """Calibrated segments of one query over all references, best first."""
+        return self.finish(self.candidates(path, query_id))
+
+    def match_files(self, paths: Iterable[PathLike], progress: Optional[Callable[[str], None]] = None
+                    ) -> Tuple[List[Segment], BatchReport]:
+        segs: List[Segment] = []
+        rep = BatchReport()
+        for p in paths:
+            try:
+                segs += self.match_file(p)
+                rep.done.append(video_id(p))
+            except FingerprintError as exc:
+                rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
+            if progress:
+                progress(video_id(p))
+        return segs, rep
+
+
+FULL_MATCHES_COLUMNS = ["query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end", "score"]
+
+
+def write_matches(segments: Sequence[Segment], path: PathLike) -> None:
+    """Write segments as full_matches CSV (header always), best score first, atomically."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FULL_MATCHES_COLUMNS, lineterminator="\n")
+            w.writeheader()
+            for s in sorted(segments, key=lambda s: (-s.score, s.query_id, s.ref_id, s.query_start)):
+                w.writerow(s.as_row())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_skipped(report: BatchReport, path: PathLike) -> None:
+    """The skipped files of a batch as CSV ``file,reason``."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["file", "reason"])
+        w.writerows(report.skipped)
