@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .synth import _ffmpeg_filter, music, signal_edit, speech, write_wav
-from .synth_video import VIDEO_EDITS, _pipe_encode, _video_size, _X264_LOSSLESS, edit_video, scene_video
+from .synth_video import OTHER_VIDEOS, VIDEO_EDITS, _pipe_encode, _video_size, _X264_LOSSLESS, edit_video, scene_video
 
 PathLike = Union[str, Path]
 FPS = 30
@@ -165,7 +165,7 @@ def _plan(n_queries: int, n_refs: int, seed: int, positive_rate: float, max_dura
             for e in rng.permutation(list(edit_pool)):
                 if len(edits) == n_ed:
                     break
-                if {"pip", "stack2x2"} & set(edits) and e in ("pip", "stack2x2"):
+                if e in OTHER_VIDEOS and set(OTHER_VIDEOS) & set(edits):  # one composite layout at most
                     continue
                 edits.append(str(e))
             audio_edit = str(rng.choice(AUDIO_SIGNAL_EDITS)) if policy == "edited" else ""
@@ -195,7 +195,7 @@ def _render_copy(ref: Path, c: _Copy, work: Path) -> Path:
         seg = _pipe_encode(["-i", str(seg), "-vf", f"setpts={1.0 / c.speed:.6f}*PTS,fps={FPS}"],
                            _video_size(seg), FPS, work / "speed.mp4", rate=(), codec=_X264_LOSSLESS)
     for k, e in enumerate(c.edits):
-        n_others = {"pip": 1, "stack2x2": 3}.get(e, 0)
+        n_others = OTHER_VIDEOS.get(e, 0)
         others = [scene_video(work / f"other{k}_{j}.mp4", c.ref_len_s / c.speed + 0.5, 4_000_000 + c.seed * 4 + j,
                               size=_video_size(seg))
                   for j in range(n_others)]

@@ -5,6 +5,7 @@
     fingerprint match QUERY_DIR_OR_LIST -i INDEX_DIR -o full_matches.csv
     fingerprint evaluate GROUND_TRUTH.csv PREDICTIONS.csv [--per-query] [--format text|json]
     fingerprint make-benchmark -o OUT_DIR [--queries N --references M --seed S]
+    fingerprint report BENCH_DIR PREDICTIONS.csv [...] -o OUT_DIR
 
 Exit codes: 0 success (also when nothing matches), 2 bad input or usage, 1 unexpected failure.
 """
@@ -198,6 +199,22 @@ def _cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    preds = {}
+    for item in args.predictions:
+        label, sep, path = item.partition("=")
+        if not sep:
+            label, path = Path(item).stem, item
+        preds[label] = path
+    results = write_report(args.benchmark, preds, args.output, args.title)
+    for label, r in results.items():
+        print(f"{label}: µAP {r.uap:.4f}, recall at precision 0.9 {r.recall_at_precision(0.9):.4f}")
+    print(f"report written to {Path(args.output) / 'report.md'} and {Path(args.output) / 'report.png'}")
+    return EXIT_OK
+
+
 def _cmd_make_benchmark(args) -> int:
     from .benchmark import make_benchmark
 
@@ -277,6 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--per-query", action="store_true", help="also list precision and recall per query")
     ev.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     ev.set_defaults(func=_cmd_evaluate)
+
+    rp = sub.add_parser("report", help="µAP and recall per edit / audio policy for a generated benchmark",
+                        description="Score prediction CSVs against a benchmark made by make-benchmark and write "
+                                    "OUTPUT/report.md (µAP, recall at precision 0.9, and the share of copied "
+                                    "segments found per video edit, audio policy and speed) and OUTPUT/report.png "
+                                    "(the same breakdown as bars, one colour per prediction file).")
+    rp.add_argument("benchmark", help="benchmark directory (ground_truth.csv, query_edits.csv)")
+    rp.add_argument("predictions", nargs="+", help="prediction CSVs, optionally labelled: fused=full_matches.csv")
+    rp.add_argument("-o", "--output", required=True, help="directory for report.md and report.png")
+    rp.add_argument("--title", default="", help="report title")
+    rp.set_defaults(func=_cmd_report)
 
     mb = sub.add_parser("make-benchmark", help="generate a VSC-like benchmark with ground truth",
                         description="Synthesize reference videos and query videos that hold edited copies of "

@@ -335,10 +335,17 @@ VIDEO_EDITS = {
     "rotate10": (1.0, "rotated 10 degrees, black corners"),
     "pip": (1.0, "scaled to 50% and overlaid on another video (picture in picture)"),
     "stack2x2": (1.0, "one cell of a 2x2 grid of four videos, each at half size"),
+    "hstack2": (1.0, "left or right half of two videos side by side, each squeezed to half width"),
+    "vstack2": (1.0, "top or bottom half of two videos stacked, each squeezed to half height"),
+    "blend": (1.0, "blended 65/35 with another video (semi-transparent overlay of a whole scene)"),
+    "overlay": (1.0, "an opaque image (a textured object, like a sticker or emoji) over ~12% of the frame"),
     "speed0.5": (0.5, "played at half speed (setpts=2*PTS), 30 fps"),
     "speed2": (2.0, "played at double speed (setpts=0.5*PTS), 30 fps"),
     "fps15": (1.0, "frame rate reduced to 15 fps"),
 }
+
+#: How many other videos an edit needs (``others`` of :func:`edit_video`).
+OTHER_VIDEOS = {"pip": 1, "stack2x2": 3, "hstack2": 1, "vstack2": 1, "blend": 1}
 
 _CAPTIONS = ["LIVE NOW", "MUST SEE", "EXCLUSIVE", "BREAKING", "WATCH NOW", "TOP CLIPS", "REPLAY"]
 
@@ -360,8 +367,9 @@ def edit_video(src: PathLike, dst: PathLike, edit: str, seed: int = 0, others: S
     """Apply one :data:`VIDEO_EDITS` edit to the whole of ``src`` with ffmpeg and write H.264 mp4
     ``dst`` without audio. The output keeps ``src``'s size and 30 fps, except ``half-size`` (half
     the size) and ``fps15`` (15 fps); its duration is ``src``'s divided by the edit's speed.
-    ``seed`` picks the caption of ``text`` and the position of ``pip``/``stack2x2``; ``others``
-    are the other videos of ``pip`` (one) and ``stack2x2`` (three), looped if shorter than
+    ``seed`` picks the caption of ``text``, the sticker of ``overlay`` and the position of
+    composite layouts; ``others`` are the other videos that ``pip``, ``hstack2``, ``vstack2``,
+    ``blend`` (one) and ``stack2x2`` (three) need (:data:`OTHER_VIDEOS`), looped if shorter than
     ``src``. Returns ``Path(dst)``."""
     if edit not in VIDEO_EDITS:
         raise ValueError(f"unknown video edit {edit!r}; known: {', '.join(VIDEO_EDITS)}")
@@ -395,13 +403,33 @@ def edit_video(src: PathLike, dst: PathLike, edit: str, seed: int = 0, others: S
               f":x=(w-text_w)/2:y={int(0.66 * H)}")
     if edit == "lowbitrate":
         crf = ["-b:v", "100k", "-maxrate", "100k", "-bufsize", "200k"]
-    if edit in ("pip", "stack2x2"):
-        need = 1 if edit == "pip" else 3
+    if edit == "overlay":
+        side = _even(0.35 * H)
+        png = _write_png(Path(str(dst) + ".sticker.png"), _sprite(rng, side))
+        x, y = int(rng.integers(0, W - side + 1)), int(rng.integers(0, H - side + 1))
+        try:
+            return _pipe_encode(["-i", str(src), "-i", str(png), "-filter_complex",
+                                 f"[0:v][1:v]overlay={x}:{y},format=yuv420p[v]", "-map", "[v]"], (W, H), 30, dst,
+                                rate=crf)
+        finally:
+            png.unlink()
+    if edit in OTHER_VIDEOS:
+        need = OTHER_VIDEOS[edit]
         if len(others) < need:
             raise ValueError(f"edit {edit!r} needs {need} other video(s), got {len(others)}")
         for o in others[:need]:
             inputs += ["-stream_loop", "-1", "-i", str(o)]
-        if edit == "pip":
+        if edit in ("hstack2", "vstack2"):
+            cw, ch = (_even(W / 2), H) if edit == "hstack2" else (W, _even(H / 2))
+            first = int(rng.integers(0, 2))  # the clip's side
+            order = [0, 1] if first == 0 else [1, 0]
+            stack = "hstack" if edit == "hstack2" else "vstack"
+            graph = "".join(f"[{i}:v]scale={cw}:{ch},setsar=1,fps=30[c{k}];" for k, i in enumerate(order))
+            graph += f"[c0][c1]{stack}=inputs=2:shortest=1,scale={W}:{H},format=yuv420p[v]"
+        elif edit == "blend":
+            graph = (f"[1:v]scale={W}:{H},setsar=1,fps=30,format=yuv420p[b];[0:v]setsar=1,fps=30,format=yuv420p[a];"
+                     "[a][b]blend=all_expr='A*0.65+B*0.35':shortest=1,format=yuv420p[v]")
+        elif edit == "pip":
             pw, ph = _even(W / 2), _even(H / 2)
             x, y = int(rng.integers(0, W - pw + 1)), int(rng.integers(0, H - ph + 1))
             graph = (f"[1:v]scale={W}:{H},setsar=1,fps=30[bg];[0:v]scale={pw}:{ph},setsar=1,fps=30[fg];"
@@ -468,7 +496,7 @@ def copy_query(tmp_dir: PathLike, ref_path: PathLike, edit: str, seed: int, ref_
         work = Path(work)
         seg = _pipe_encode(["-ss", f"{ref_start_s:.6f}", "-i", str(ref_path), "-t", f"{seg_s:.6f}", "-map", "0:v"],
                            _video_size(ref_path), 30, work / "seg.mp4", rate=(), codec=_X264_LOSSLESS)
-        n_others = {"pip": 1, "stack2x2": 3}.get(edit, 0)
+        n_others = OTHER_VIDEOS.get(edit, 0)
         others = [scene_video(work / f"other{k}.mp4", seg_s + 0.5, fill + 2 + k) for k in range(n_others)]
         edited = edit_video(seg, work / "edited.mp4", edit, seed=seed, others=others)
         # The filler scenes are rendered straight into the query's one encode.

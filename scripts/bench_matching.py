@@ -10,9 +10,9 @@ video edit and per audio policy for the fused run. Calibration seeds (scripts/fi
 and evaluation seeds must differ.
 """
 import argparse
+import shutil
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -20,15 +20,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fingerprint.benchmark import make_benchmark  # noqa: E402
-from fingerprint.evaluate import evaluate_files  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, write_matches  # noqa: E402
-
-
-def found(gt_row, pred: pd.DataFrame) -> bool:
-    p = pred[(pred.query_id == gt_row.query_id) & (pred.ref_id == gt_row.ref_id)]
-    dq = p.query_end.clip(upper=gt_row.query_end) - p.query_start.clip(lower=gt_row.query_start)
-    dr = p.ref_end.clip(upper=gt_row.ref_end) - p.ref_start.clip(lower=gt_row.ref_start)
-    return bool(((dq > 0) & (dr > 0)).any())
+from fingerprint.report import write_report  # noqa: E402
 
 
 def main():
@@ -64,42 +57,25 @@ def main():
     qmeta = pd.read_csv(d / "query_metadata.csv")
     rmeta = pd.read_csv(d / "reference_metadata.csv")
     gt = pd.read_csv(d / "ground_truth.csv")
-    edits = pd.read_csv(d / "query_edits.csv", keep_default_na=False)
-    lines = [f"Benchmark: `fingerprint make-benchmark --seed {a.seed} --queries {a.queries} --references "
-             f"{a.references} --positive-rate {a.positive_rate}`: {len(qmeta)} queries "
-             f"({gt.query_id.nunique()} with a copy, {len(gt)} copied segments), {len(rmeta)} references "
-             f"({rmeta.duration_sec.sum() / 60:.1f} min).", "",
-             "| evidence | µAP | recall at precision 0.9 | rows | segments found |", "|---|---|---|---|---|"]
-    preds = {}
+    paths = {}
     for mod, segs in rows.items():
-        out = d / f"full_matches_{mod}.csv"
-        write_matches(segs, out)
-        res = evaluate_files(d / "ground_truth.csv", out)
-        preds[mod] = pd.read_csv(out)
-        n_found = sum(found(g, preds[mod]) for g in gt.itertuples())
-        lines.append(f"| {mod} | {res.uap:.3f} | {res.recall_at_precision(0.9):.3f} | {len(segs)} | "
-                     f"{n_found}/{len(gt)} |")
+        paths[mod] = d / f"full_matches_{mod}.csv"
+        write_matches(segs, paths[mod])
+    out_dir = Path(a.out).parent if a.out else d / "report"
+    write_report(d, paths, d / "report", title=f"Generated benchmark, seed {a.seed}")
+    body = (d / "report" / "report.md").read_text().split("\n", 2)[2]  # drop the title line
     qmin = qmeta.duration_sec.sum() / 60
-    lines += ["", f"Indexing {len(rmeta)} references took {t_index:.1f} s; matching took {t_match:.1f} s "
-                  f"({t_match / qmin:.2f} s per query minute, both modalities, computed once for the three rows).",
-              "", "Segments found (any prediction of the pair overlapping the truth in both axes), by edit "
-                  "and by audio policy:", "",
-              "| group | segments | audio | visual | both |", "|---|---|---|---|---|"]
-    groups = defaultdict(list)
-    for g, e in zip(gt.itertuples(), edits[edits.ref_id != ""].itertuples()):
-        for name in str(e.video_edits).split("+"):
-            groups[f"edit: {name}"].append(g)
-        groups[f"audio: {e.audio_policy}"].append(g)
-        speed = float(e.speed)
-        groups["speed: 1.0" if speed == 1.0 else ("speed: <1" if speed < 1 else "speed: >1")].append(g)
-    for name in sorted(groups):
-        gs = groups[name]
-        cells = [f"{sum(found(g, preds[m]) for g in gs)}/{len(gs)}" for m in ("audio", "visual", "both")]
-        lines.append(f"| {name} | {len(gs)} | " + " | ".join(cells) + " |")
-    report = "\n".join(lines) + "\n"
+    report = (f"Benchmark: `fingerprint make-benchmark --seed {a.seed} --queries {a.queries} --references "
+              f"{a.references} --positive-rate {a.positive_rate}`: {len(qmeta)} queries "
+              f"({gt.query_id.nunique()} with a copy), {len(rmeta)} references "
+              f"({rmeta.duration_sec.sum() / 60:.1f} min).\n\n" + body
+              + f"\nIndexing {len(rmeta)} references took {t_index:.1f} s; matching took {t_match:.1f} s "
+              f"({t_match / qmin:.2f} s per query minute, both modalities, computed once for the three rows).\n\n"
+              f"![recall per group](matching_benchmark.png)\n")
     print(report)
     if a.out:
         Path(a.out).write_text(report)
+        shutil.copyfile(d / "report" / "report.png", out_dir / "matching_benchmark.png")
 
 
 if __name__ == "__main__":
