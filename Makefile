@@ -31,10 +31,16 @@ $(BIN)/.installed: setup.cfg pyproject.toml requirements-models.txt
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python scripts/make_demo.py $(DEMO)
-	$(BIN)/fingerprint compare $(DEMO)/query.mp4 $(DEMO)/reference.mp4
-	$(BIN)/fingerprint compare $(DEMO)/query.mp4 $(DEMO)/reference.mp4 --format csv
-	@echo "expected (ground truth): $$(cat $(DEMO)/truth.txt)"
+	$(BIN)/fingerprint make-benchmark -o $(DEMO) --queries 6 --references 4 --seed 7 --positive-rate 0.5 --max-duration 30 >/dev/null
+	$(BIN)/fingerprint index $(DEMO)/reference -o $(DEMO)/index
+	$(BIN)/fingerprint match $(DEMO)/query -i $(DEMO)/index -o $(DEMO)/full_matches.csv
+	@echo "--- found (full_matches.csv):"; cat $(DEMO)/full_matches.csv
+	@echo "--- ground truth:"; cat $(DEMO)/ground_truth.csv
+	@echo "--- scored with the VSC metric:"
+	$(BIN)/fingerprint evaluate $(DEMO)/ground_truth.csv $(DEMO)/full_matches.csv --per-query
+	$(BIN)/fingerprint report $(DEMO) fused=$(DEMO)/full_matches.csv -o $(DEMO)/report
+	@echo "--- one pair in detail: fingerprint compare $(DEMO)/query/Q100004.mp4 $(DEMO)/reference/R200002.mp4"
+	$(BIN)/fingerprint compare $(DEMO)/query/Q100004.mp4 $(DEMO)/reference/R200002.mp4
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

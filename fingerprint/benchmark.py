@@ -14,7 +14,8 @@ hold a copy; 75% of those hold one segment, the rest two or three, from one or s
 copied lengths have a median of ~10 s (2 s at least); 43% of copies keep the speed and the rest
 spread over 0.5x-2x; query and reference durations have medians of ~31 s and ~27 s.
 
-Every copied segment gets one to three :data:`fingerprint.synth_video.VIDEO_EDITS` (ffmpeg
+Pictures are synthesized scenes, or windows cut from the videos of ``source_dir`` when one is given
+(references and unrelated content from disjoint source files). Every copied segment gets one to three :data:`fingerprint.synth_video.VIDEO_EDITS` (ffmpeg
 filters) and the query's audio follows one policy (:data:`AUDIO_POLICIES`). Everything is
 deterministic for a seed.
 
@@ -126,6 +127,64 @@ def _audio(kind: str, dur_s: float, seed: int, words=_WORDS_OTHER) -> Optional[n
     return music(dur_s, AUDIO_SR, seed)
 
 
+class _Footage:
+    """Where pictures come from: windows cut from the user's source videos, or synthesized scenes
+    (:func:`fingerprint.synth_video.scene_video`) when there are none. Sources are split once:
+    the first ``n_refs`` (after a seeded shuffle) become references, the rest are the pool for
+    unrelated content, so no query's filler can be a copy of a reference."""
+
+    def __init__(self, source_dir: Optional[PathLike], n_refs: int, seed: int):
+        self.ref_src: List[Tuple[Path, float, bool]] = []
+        self.fill_src: List[Tuple[Path, float, bool]] = []
+        if source_dir is None:
+            return
+        from .errors import FingerprintError, MediaError
+        from .media import probe
+        from .pipeline import list_media
+
+        usable = []
+        for f in list_media(source_dir):
+            try:
+                info = probe(f)
+            except MediaError:
+                continue
+            if info.has_video and info.duration_s >= 3.0:
+                usable.append((f, info.duration_s, info.has_audio))
+        if len(usable) < n_refs + 1:
+            raise FingerprintError(f"{source_dir}: {len(usable)} usable videos (with a picture, >= 3 s); "
+                                   f"need at least {n_refs + 1} ({n_refs} references + unrelated content)")
+        order = np.random.default_rng([seed, 2]).permutation(len(usable))
+        usable = [usable[i] for i in order]
+        self.ref_src, self.fill_src = usable[:n_refs], usable[n_refs:]
+
+    def _cut(self, src: Tuple[Path, float, bool], dst: Path, dur_s: float, seed: int, size: Tuple[int, int],
+             with_audio: bool) -> Path:
+        path, total, has_audio = src
+        start = float(np.random.default_rng(seed).uniform(0, max(total - dur_s, 0.0)))
+        n = int(round(dur_s * FPS))
+        W, H = size
+        vf = (f"scale={W}:{H}:force_original_aspect_ratio=increase,crop={W}:{H},setsar=1,fps={FPS},"
+              f"format=yuv420p,tpad=stop_mode=clone:stop_duration={dur_s:.3f}")
+        enc = []
+        if with_audio and has_audio:
+            enc = ["-ss", f"{start:.6f}", "-i", str(path), "-map", "1:a:0", "-c:a", "aac", "-b:a", "96k",
+                   "-af", f"apad,atrim=0:{n / FPS:.6f}"]
+        return _pipe_encode(["-ss", f"{start:.6f}", "-i", str(path), "-map", "0:v:0", "-vf", vf,
+                             "-frames:v", str(n)], size, FPS, dst, enc)
+
+    def reference(self, i: int, dst: Path, dur_s: float, seed: int, size: Tuple[int, int],
+                  audio: Optional[np.ndarray]) -> Path:
+        if not self.ref_src:
+            return scene_video(dst, dur_s, seed, size=size, audio=None if audio is None else (audio, AUDIO_SR))
+        return self._cut(self.ref_src[i], dst, dur_s, seed, size, with_audio=True)
+
+    def other(self, dst: Path, dur_s: float, seed: int, size: Tuple[int, int] = QUERY_SIZE) -> Path:
+        if not self.fill_src:
+            return scene_video(dst, dur_s, seed, size=size)
+        src = self.fill_src[int(np.random.default_rng(seed).integers(0, len(self.fill_src)))]
+        return self._cut(src, dst, dur_s, seed + 1, size, with_audio=False)
+
+
 def _plan(n_queries: int, n_refs: int, seed: int, positive_rate: float, max_duration_s: float,
           ref_durations: Dict[str, float], edit_pool: Sequence[str] = BENCH_EDITS) -> List[_Query]:
     rng = np.random.default_rng([seed, 1])
@@ -187,7 +246,7 @@ def _plan(n_queries: int, n_refs: int, seed: int, positive_rate: float, max_dura
     return queries
 
 
-def _render_copy(ref: Path, c: _Copy, work: Path) -> Path:
+def _render_copy(ref: Path, c: _Copy, work: Path, footage: _Footage) -> Path:
     """The copied clip: the reference cut frame-accurately, sped up or down, then edited."""
     seg = _pipe_encode(["-ss", f"{c.ref_start_s:.6f}", "-i", str(ref), "-t", f"{c.ref_len_s:.6f}", "-map", "0:v"],
                        _video_size(ref), FPS, work / "cut.mp4", rate=(), codec=_X264_LOSSLESS)
@@ -196,8 +255,8 @@ def _render_copy(ref: Path, c: _Copy, work: Path) -> Path:
                            _video_size(seg), FPS, work / "speed.mp4", rate=(), codec=_X264_LOSSLESS)
     for k, e in enumerate(c.edits):
         n_others = OTHER_VIDEOS.get(e, 0)
-        others = [scene_video(work / f"other{k}_{j}.mp4", c.ref_len_s / c.speed + 0.5, 4_000_000 + c.seed * 4 + j,
-                              size=_video_size(seg))
+        others = [footage.other(work / f"other{k}_{j}.mp4", c.ref_len_s / c.speed + 0.5, 4_000_000 + c.seed * 4 + j,
+                                size=_video_size(seg))
                   for j in range(n_others)]
         seg = edit_video(seg, work / f"edit{k}.mp4", e, seed=c.seed, others=others)
     return seg
@@ -221,13 +280,13 @@ def _copy_audio(ref_audio: Optional[np.ndarray], c: _Copy, n: int, rng: np.rando
 
 
 def _render_query(q: _Query, refs: Dict[str, Path], ref_audio: Dict[str, Optional[np.ndarray]], dst: Path,
-                  work: Path) -> None:
+                  work: Path, footage: _Footage) -> None:
     rng = np.random.default_rng([q.seed, 7])
     inputs, chains, labels, t, audio = [], [], [], 0, []
     kinds = ["music", "speech"]
     for k, part in enumerate(q.parts):
         if isinstance(part, _Copy):
-            src = _render_copy(refs[part.ref_id], part, work / f"c{k}")
+            src = _render_copy(refs[part.ref_id], part, work / f"c{k}", footage)
             n = int(round(part.ref_len_s / part.speed * FPS))
             part.query_start_s, part.n_frames = t / FPS, n
             if q.audio_policy in ("kept", "edited"):
@@ -236,7 +295,7 @@ def _render_query(q: _Query, refs: Dict[str, Path], ref_audio: Dict[str, Optiona
                 audio.append(_audio(kinds[int(rng.integers(0, 2))], n / FPS, 5_000_000 + q.seed * 8 + k))
         else:
             n = max(1, int(round(part * FPS)))
-            src = scene_video(work / f"f{k}.mp4", n / FPS, 3_000_000 + q.seed * 8 + k, size=QUERY_SIZE)
+            src = footage.other(work / f"f{k}.mp4", n / FPS, 3_000_000 + q.seed * 8 + k)
             audio.append(_audio(kinds[int(rng.integers(0, 2))], n / FPS, 6_000_000 + q.seed * 8 + k))
         inputs += ["-i", str(src)]
         W, H = QUERY_SIZE
@@ -281,7 +340,7 @@ def _write_csv(path: Path, rows: List[dict], columns: List[str]) -> None:
 def make_benchmark(out_dir: PathLike, n_queries: int = 40, n_refs: int = 20, seed: int = 0,
                    positive_rate: float = 0.23, max_duration_s: float = 60.0,
                    progress: Optional[Callable[[str], None]] = None,
-                   edit_pool: Sequence[str] = BENCH_EDITS) -> dict:
+                   edit_pool: Sequence[str] = BENCH_EDITS, source_dir: Optional[PathLike] = None) -> dict:
     """Write a VSC-layout benchmark to ``out_dir`` (see the module docstring) and return its
     measured statistics (also saved as ``stats.json``).
 
@@ -289,11 +348,15 @@ def make_benchmark(out_dir: PathLike, n_queries: int = 40, n_refs: int = 20, see
     (VSC: 0.23); ``max_duration_s`` caps every video's duration (seconds), to keep sets small.
     ``progress`` is called with a short label after each video (e.g. a tqdm update);
     ``edit_pool``: the video edits to draw from (default :data:`BENCH_EDITS`; ``["none"]`` gives
-    copies that differ from the reference only by re-encoding and speed, for checking timing).
+    copies that differ from the reference only by re-encoding and speed, for checking timing);
+    ``source_dir``: videos to cut references and unrelated content from (a reference keeps its
+    source's audio; query fillers get synthesized audio), instead of synthesized scenes. Raises
+    FingerprintError when it holds fewer than ``n_refs + 1`` usable videos.
     """
     out = Path(out_dir)
     for sub in ("reference", "query"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    footage = _Footage(source_dir, n_refs, seed)
     rng = np.random.default_rng([seed, 0])
     refs: Dict[str, Path] = {}
     ref_dur: Dict[str, float] = {}
@@ -306,9 +369,16 @@ def make_benchmark(out_dir: PathLike, n_queries: int = 40, n_refs: int = 20, see
         dur = round(_draw(rng, "reference_s", 6.0, max_duration_s) * FPS) / FPS
         size = (384, 216) if rng.random() < 0.3 else (320, 240)
         kind = str(rng.choice(kinds, p=kp))
+        if footage.ref_src:  # a reference is at most its whole source
+            dur = min(dur, np.floor(footage.ref_src[i][1] * FPS - 1) / FPS)
         audio = _audio(kind, dur, 2_000_000 + seed * 10_000 + i, words=_WORDS_REF)
-        refs[rid] = scene_video(out / "reference" / f"{rid}.mp4", dur, 1_000_000 + seed * 10_000 + i, size=size,
-                                audio=None if audio is None else (audio, AUDIO_SR))
+        refs[rid] = footage.reference(i, out / "reference" / f"{rid}.mp4", dur, 1_000_000 + seed * 10_000 + i, size,
+                                      audio)
+        if footage.ref_src:  # the source's own audio (or none)
+            from .media import load_audio
+
+            sig = load_audio(refs[rid], AUDIO_SR)
+            audio = sig.samples if sig.samples.size else None
         ref_dur[rid], ref_audio[rid] = dur, audio
         ref_rows.append(_metadata_row(rid, dur, size, int(rng.integers(1, 10**6))))
         if progress:
@@ -320,7 +390,7 @@ def make_benchmark(out_dir: PathLike, n_queries: int = 40, n_refs: int = 20, see
             work = Path(tmp) / q.query_id
             for k, p in enumerate(q.parts):
                 (work / f"c{k}").mkdir(parents=True, exist_ok=True)
-            _render_query(q, refs, ref_audio, out / "query" / f"{q.query_id}.mp4", work)
+            _render_query(q, refs, ref_audio, out / "query" / f"{q.query_id}.mp4", work, footage)
             shutil.rmtree(work, ignore_errors=True)
             n_frames = sum(p.n_frames if isinstance(p, _Copy) else max(1, int(round(p * FPS))) for p in q.parts)
             q_rows.append(_metadata_row(q.query_id, n_frames / FPS, QUERY_SIZE, int(rng.integers(1, 10**6))))

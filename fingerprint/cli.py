@@ -4,7 +4,7 @@
     fingerprint index REF_DIR -o INDEX_DIR            (adds to INDEX_DIR if it exists)
     fingerprint match QUERY_DIR_OR_LIST -i INDEX_DIR -o full_matches.csv
     fingerprint evaluate GROUND_TRUTH.csv PREDICTIONS.csv [--per-query] [--format text|json]
-    fingerprint make-benchmark -o OUT_DIR [--queries N --references M --seed S]
+    fingerprint make-benchmark [SOURCE_DIR] -o OUT_DIR [--queries N --references M --seed S]
     fingerprint report BENCH_DIR PREDICTIONS.csv [...] -o OUT_DIR
 
 Exit codes: 0 success (also when nothing matches), 2 bad input or usage, 1 unexpected failure.
@@ -222,7 +222,7 @@ def _cmd_make_benchmark(args) -> int:
     try:
         stats = make_benchmark(args.output, n_queries=args.queries, n_refs=args.references, seed=args.seed,
                                positive_rate=args.positive_rate, max_duration_s=args.max_duration,
-                               progress=update)
+                               progress=update, source_dir=args.source)
     finally:
         close()
     print(json.dumps(stats, indent=2))
@@ -307,10 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=_cmd_report)
 
     mb = sub.add_parser("make-benchmark", help="generate a VSC-like benchmark with ground truth",
-                        description="Synthesize reference videos and query videos that hold edited copies of "
-                                    "them, in the VSC layout: reference/, query/, *_metadata.csv, "
+                        description="Make reference videos and query videos that hold edited copies of "
+                                    "them (from SOURCE videos, or synthesized), in the VSC layout: reference/, query/, *_metadata.csv, "
                                     "query_subset.csv, ground_truth.csv and query_edits.csv (edits and audio "
                                     "policy per copied segment). Deterministic for a seed.")
+    mb.add_argument("source", nargs="?", default=None,
+                    help="optional directory of your own videos to cut references and unrelated content from "
+                         "(at least REFERENCES + 1 files); without it the footage and audio are synthesized")
     mb.add_argument("-o", "--output", required=True, help="directory to write")
     mb.add_argument("--queries", type=int, default=40, help="number of query videos (default 40)")
     mb.add_argument("--references", type=int, default=20, help="number of reference videos (default 20)")

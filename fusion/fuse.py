@@ -28,16 +28,16 @@ def agree(a: Segment, b: Segment, p: FuseParams = FUSE) -> bool:
     lo, hi = max(a.query_start, b.query_start), min(a.query_end, b.query_end)
     if lo - hi > p.max_gap_s:
         return False
-    q = 0.5 * (lo + hi)
-    return abs(_offset_at(a, q) - _offset_at(b, q)) <= p.max_offset_diff_s
+    # Both ends of the shared query time (or the two facing ends across a small gap).
+    return all(abs(_offset_at(a, q) - _offset_at(b, q)) <= p.max_offset_diff_s for q in (lo, hi))
 
 
 def merge_modalities(audio: Sequence[Segment], visual: Sequence[Segment], p: FuseParams = FUSE) -> List[Segment]:
     """One pair's segments from both modalities, agreeing ones merged (see the module docstring).
 
     Each audio segment merges with the strongest agreeing visual segment not taken yet. The
-    merged segment keeps the audio line's speed (audio hits are timed to 16 ms, frames to 0.5 s)
-    and spans both segments' query and reference intervals. ``score`` is left as the sum of the
+    merged segment spans both segments' query time, and keeps the audio line (audio hits are timed
+    to 16 ms, frames to 0.5 s): its reference interval is the audio line over that query span. ``score`` is left as the sum of the
     strengths; :class:`fusion.calibration.Calibration` replaces it.
 
     >>> merge_modalities(audio_segments, visual_segments)   # doctest: +SKIP
@@ -52,9 +52,10 @@ def merge_modalities(audio: Sequence[Segment], visual: Sequence[Segment], p: Fus
             continue
         taken.add(partner)
         v = visual[partner]
+        qs, qe = min(a.query_start, v.query_start), max(a.query_end, v.query_end)
         out.append(Segment(
-            query_start=min(a.query_start, v.query_start), query_end=max(a.query_end, v.query_end),
-            ref_start=min(a.ref_start, v.ref_start), ref_end=max(a.ref_end, v.ref_end),
+            query_start=qs, query_end=qe,
+            ref_start=max(0.0, _offset_at(a, qs)), ref_end=_offset_at(a, qe),
             score=a.score + v.score, slope=a.slope, n_hits=a.n_hits + v.n_hits,
             ref_id=a.ref_id or v.ref_id, query_id=a.query_id or v.query_id,
             evidence={**v.evidence, **a.evidence}, strength={**v.strength, **a.strength}))

@@ -46,9 +46,10 @@ VISUAL_VOTE = VoteParams(slope_step=0.02, offset_bin_s=0.5, inlier_tol_s=0.75, m
 @dataclass(frozen=True)
 class FuseParams:
     #: An audio and a visual segment of one pair describe the same copy when their speeds differ by
-    #: at most this fraction...
-    max_slope_diff: float = 0.05
-    #: ...their lines are this close in reference time where their query spans meet (seconds)...
+    #: at most this fraction (a visual line is fitted to frames 0.5-1 s apart, so over a 7 s copy
+    #: its slope is uncertain by ~10%)...
+    max_slope_diff: float = 0.15
+    #: ...their lines stay this close in reference time over the query time they share (seconds)...
     max_offset_diff_s: float = 1.0
     #: ...and their query spans overlap or leave at most this gap (seconds).
     max_gap_s: float = 1.0

@@ -105,3 +105,28 @@ def test_ground_truth_times_point_at_the_same_picture(tmp_path):
                 (g, frac, best_t, tr)
             checked += 1
     assert checked >= 9
+
+
+def test_from_a_source_directory(tmp_path):
+    from fingerprint.errors import FingerprintError
+    from fingerprint.synth import music
+    from fingerprint.synth_video import scene_video
+
+    src = tmp_path / "src"
+    src.mkdir()
+    scene_video(src / "a.mp4", 12.0, seed=501, audio=(music(12.0, 16000, seed=501), 16000))
+    scene_video(src / "b.mp4", 12.0, seed=502, size=(384, 216))
+    (src / "notes.txt").write_text("not a video")
+    with pytest.raises(FingerprintError, match="need at least 3"):
+        make_benchmark(tmp_path / "x", n_queries=1, n_refs=2, seed=1, source_dir=src)
+    scene_video(src / "c.mp4", 10.0, seed=503)
+    d = tmp_path / "b"
+    make_benchmark(d, n_queries=2, n_refs=2, seed=1, positive_rate=1.0, max_duration_s=15.0, source_dir=src)
+    rm = pd.read_csv(d / "reference_metadata.csv")
+    assert (rm.duration_sec <= 12.0).all()
+    refs = sorted((d / "reference").glob("*.mp4"))
+    assert len(refs) == 2
+    # one reference comes from a.mp4 (with music), the other from b.mp4 or c.mp4 (silent)
+    assert sorted(probe(r).has_audio for r in refs) in ([False, True], [False, False])
+    gt = read_matches(d / "ground_truth.csv", "ground truth")
+    assert len(gt) >= 2 and set(gt.ref_id) <= set(rm.video_id)

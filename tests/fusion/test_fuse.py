@@ -55,12 +55,13 @@ def test_agreeing_segments_merge_with_both_evidences():
     m = out[0]
     assert m.evidence == {"audio": 300, "visual": 20} and m.strength == {"audio": 40.0, "visual": 6.0}
     assert (m.query_start, m.query_end) == (10.0, 20.5)
-    assert m.slope == 1.0  # the audio line's
+    assert m.slope == 1.0  # the audio line's, over the union of the query spans
+    assert (m.ref_start, m.ref_end) == (5.0, 15.5)
 
 
 @pytest.mark.parametrize("v", [
     seg(10.0, 20.0, 8.0, source="visual"),               # 3 s off in reference time
-    seg(10.0, 20.0, 5.0, slope=1.2, source="visual"),    # 20% faster
+    seg(10.0, 20.0, 5.0, slope=1.2, source="visual"),    # 20% faster: 2 s apart at the end
     seg(40.0, 50.0, 35.0, source="visual"),              # same line, far away in the query
 ])
 def test_disagreeing_segments_stay_apart(v):
@@ -68,6 +69,14 @@ def test_disagreeing_segments_stay_apart(v):
     assert not agree(a, v)
     out = merge_modalities([a], [v])
     assert len(out) == 2 and {tuple(s.evidence) for s in out} == {("audio",), ("visual",)}
+
+
+def test_visual_slope_error_within_tolerance_still_merges():
+    # a 7.5 s visual line fitted 10% steep, within 0.6 s of the audio line over the shared span
+    a = seg(10.5, 17.8, 4.9, strength=40.0, n=300)
+    v = seg(10.5, 18.0, 4.35, slope=1.1, source="visual", strength=4.0, n=15)
+    assert agree(a, v)
+    assert len(merge_modalities([a], [v])) == 1
 
 
 def test_each_visual_segment_merges_once():
