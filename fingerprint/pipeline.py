@@ -184,8 +184,20 @@ class Library:
     def __contains__(self, ref_id: str) -> bool:
         return any(ix is not None and ref_id in ix for ix in (self.audio, self.visual))
 
-    def visual_matcher(self):
-        if self._vmatcher is None and self.visual is not None:
+    def visual_matcher(self, cheap: bool = False):
+        """The visual matcher for this index; ``cheap``: queries sampled at 1 fps without layout
+        views (about 4x less work), for a query that must fit a time budget."""
+        if self.visual is None:
+            return None
+        if cheap:
+            if getattr(self, "_vcheap", None) is None:
+                from dataclasses import replace
+
+                from visual import VisualMatcher
+
+                self._vcheap = VisualMatcher(replace(self.visual.params, views=False, query_fps=1.0))
+            return self._vcheap
+        if self._vmatcher is None:
             from visual import VisualMatcher
 
             self._vmatcher = VisualMatcher(self.visual.params)
@@ -261,8 +273,15 @@ class QueryMatcher:
             self._calibration = Calibration.load()
         return self._calibration
 
-    def pair_segments(self, path: PathLike, query_id: Optional[str] = None):
-        """``(query_id, {ref_id: (audio segments, visual segments)})`` of one query, before merging."""
+    def pair_segments(self, path: PathLike, query_id: Optional[str] = None, cheap: bool = False,
+                      deadline: Optional[float] = None):
+        """``(query_id, {ref_id: (audio segments, visual segments)})`` of one query, before merging.
+
+        ``cheap``: the cheaper visual settings (see :meth:`Library.visual_matcher`); ``deadline``:
+        a ``time.monotonic()`` value after which the visual stage (the costly one, run after the
+        audio stage) is skipped for this query."""
+        import time
+
         from fusion import find_segments
 
         from .media import probe
@@ -275,8 +294,8 @@ class QueryMatcher:
 
             for rid, h in self.lib.audio.query(fingerprint_file(path, self.lib.audio.params, info=info)).items():
                 per_ref.setdefault(rid, ([], []))[0].extend(find_segments(h, self.audio_vote))
-        if "visual" in self.modalities and info.has_video:
-            for rid, h in self.lib.visual_matcher().query(path, self.lib.visual, info=info).items():
+        if "visual" in self.modalities and info.has_video and (deadline is None or time.monotonic() < deadline):
+            for rid, h in self.lib.visual_matcher(cheap).query(path, self.lib.visual, info=info).items():
                 per_ref.setdefault(rid, ([], []))[1].extend(find_segments(h, self.visual_vote))
         return qid, per_ref
 
