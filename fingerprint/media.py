@@ -115,9 +115,27 @@ def probe(path: PathLike) -> MediaInfo:
         width, height = int(v.get("width") or 0), int(v.get("height") or 0)
     video_start = max(0.0, _f(video[0].get("start_time"))) if video else 0.0
     audio_start = max(0.0, _f(audio[0].get("start_time"))) if audio else 0.0
+    rotation = 0
+    if video:
+        rot = _f(video[0].get("tags", {}).get("rotate"))
+        for sd in video[0].get("side_data_list", []) or []:
+            if "rotation" in sd:
+                rot = _f(sd.get("rotation"))
+        rotation = int(round(rot)) % 360
+        if rotation in (90, 270):  # a phone video stored landscape, shown portrait
+            width, height = height, width
     return MediaInfo(path=str(path), duration_s=duration, has_video=bool(video), has_audio=bool(audio),
                      fps=fps, width=width, height=height, video_start_s=video_start,
-                     audio_start_s=audio_start)
+                     audio_start_s=audio_start, rotation_deg=rotation,
+                     video_duration_s=_f(video[0].get("duration")) if video else 0.0,
+                     audio_duration_s=_f(audio[0].get("duration")) if audio else 0.0)
+
+
+def _check_complete(path, what: str, decoded_s: float, expected_s: float) -> None:
+    """MediaError when a stream decoded to clearly less than its container says: a file cut
+    mid-stream whose index (moov atom) sits at the front still probes as the full length."""
+    if expected_s > 0 and decoded_s < expected_s - max(1.0, 0.05 * expected_s):
+        raise MediaError(path, f"truncated or damaged: {what} stops at {decoded_s:.1f} s of {expected_s:.1f} s")
 
 
 def _ffmpeg_chunks(cmd, chunk_bytes: int, path: str, what: str) -> Iterator[bytes]:
@@ -158,6 +176,7 @@ def iter_audio(path: PathLike, sr_hz: int, block_s: float = AUDIO_BLOCK_S,
         samples = np.frombuffer(buf[:len(buf) - len(buf) % 4], dtype="<f4").astype(np.float32)
         yield AudioSignal(samples, int(sr_hz), start + n_done / float(sr_hz))
         n_done += samples.size
+    _check_complete(path, "audio", n_done / float(sr_hz), info.audio_duration_s)
 
 
 def load_audio(path: PathLike, sr_hz: int, info: Optional[MediaInfo] = None) -> AudioSignal:
@@ -237,20 +256,31 @@ def iter_frames(path: PathLike, fps: float, size: Optional[Tuple[int, int]] = No
     if not info.has_video:
         return
     fpath = str(path)
-    try:
-        # decord counts from the video stream's own start; the container timeline adds its start_time.
-        gen = _iter_frames_decord(fpath, fps, size, batch, info.video_start_s)
-        first = next(gen, None)
-    except Exception:  # decord raises its own error types (and sometimes RuntimeError) on odd files
-        gen, first = None, None
-    if first is not None:
-        yield first
+    last_t = [info.video_start_s]
+
+    def track(gen):
+        for b in gen:
+            if len(b.times_s):
+                last_t[0] = float(b.times_s[-1]) + 1.0 / fps
+            yield b
+
+    gen, first = None, None
+    if info.rotation_deg == 0:  # decord ignores the display matrix; ffmpeg applies it
         try:
-            yield from gen
+            # decord counts from the video stream's own start; the container timeline adds its start_time.
+            gen = _iter_frames_decord(fpath, fps, size, batch, info.video_start_s)
+            first = next(gen, None)
+        except Exception:  # decord raises its own error types (and sometimes RuntimeError) on odd files
+            gen, first = None, None
+    if first is not None:
+        yield from track([first])
+        try:
+            yield from track(gen)
         except Exception as exc:  # a file that opens but breaks mid-stream (truncated, corrupt)
             raise MediaError(path, f"cannot decode video frames ({type(exc).__name__}: {exc})") from None
-        return
-    yield from _iter_frames_ffmpeg(fpath, fps, size, info, batch)
+    else:
+        yield from track(_iter_frames_ffmpeg(fpath, fps, size, info, batch))
+    _check_complete(path, "video", last_t[0] - info.video_start_s, info.video_duration_s)
 
 
 def load_frames(path: PathLike, fps: float, size: Optional[Tuple[int, int]] = None,

@@ -31,7 +31,8 @@ KIND, VERSION = "fingerprint-index", 1
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv",
                   ".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus"}
 MODALITIES = ("audio", "visual")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+#: A plain name: no path separator, no control character, not starting with '.' or '-', <= 200 chars.
+_ID_BAD = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def video_id(path: PathLike) -> str:
@@ -40,9 +41,10 @@ def video_id(path: PathLike) -> str:
 
 
 def check_id(vid: str, source: str) -> str:
-    """``vid`` if it is a plain name (letters, digits, ``._ -``, no path); else FingerprintError."""
-    if not _ID_RE.match(vid) or vid in (".", ".."):
-        raise FingerprintError(f"{source}: {vid!r} is not a plain video id (letters, digits, '.', '_', '-', ' ')")
+    """``vid`` if it is a plain name (any letters, no path separator or control character, not
+    starting with '.' or '-'); else FingerprintError naming ``source``."""
+    if not vid or len(vid) > 200 or _ID_BAD.search(vid) or vid[0] in ".-" or vid != vid.strip():
+        raise FingerprintError(f"{source}: {vid!r} is not a plain video id (a file name without a path)")
     return vid
 
 

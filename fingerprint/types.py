@@ -26,6 +26,11 @@ class MediaInfo:
     video_start_s: float = 0.0
     #: When the first audio sample plays on the container timeline (seconds).
     audio_start_s: float = 0.0
+    #: Display rotation (0, 90, 180, 270); ``width``/``height`` are as displayed.
+    rotation_deg: int = 0
+    #: Stream durations the container declares (seconds; 0 when it says nothing).
+    video_duration_s: float = 0.0
+    audio_duration_s: float = 0.0
 
 
 @dataclass
