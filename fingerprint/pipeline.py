@@ -2,9 +2,14 @@
 
 An index is a directory:
 
-- ``index.json``: what it holds (``kind``, ``version``, modalities, visual model);
-- ``audio.npz``: :class:`audio.AudioIndex`; ``visual.npz`` (+ ``visual.npz.ann`` past 200k
-  frames): :class:`visual.VisualIndex`. Each is written atomically and carries a checksum.
+- ``index.json``: what it holds (``kind``, ``version``, modalities, visual model) and which
+  files make it up;
+- ``audio.<generation>.npz``: :class:`audio.AudioIndex`; ``visual.<generation>.npz`` (+ ``.ann``
+  past 200k frames): :class:`visual.VisualIndex`. Each is written atomically and carries a checksum.
+
+A save writes the next generation's files, then replaces the manifest (atomically: temp file,
+fsync, rename), then deletes the previous generation. A process killed at any point leaves a
+manifest that names complete files of one generation, so audio and visual never disagree.
 
 A video's id is its file name without extension (``/data/query/Q100001.mp4`` -> ``Q100001``).
 
@@ -27,7 +32,7 @@ from .types import Segment
 
 PathLike = Union[str, Path]
 MANIFEST = "index.json"
-KIND, VERSION = "fingerprint-index", 1
+KIND, VERSION = "fingerprint-index", 2
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv",
                   ".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus"}
 MODALITIES = ("audio", "visual")
@@ -109,6 +114,7 @@ class Library:
         self.audio = None
         self.visual = None
         self._vmatcher = None
+        self.generation = 0
 
     # -- creation and loading --------------------------------------------------------------
     @classmethod
@@ -145,16 +151,22 @@ class Library:
             raise IndexFormatError(man, f"format version {meta.get('version')}, this program reads {VERSION}")
         lib = cls(root, [m for m in meta.get("modalities", []) if m in MODALITIES],
                   meta.get("visual_model", "sscd-distilled"))
+        files = meta.get("files", {})
+        lib.generation = int(meta.get("generation", 0))
+        for m in lib.modalities:
+            name = files.get(m)
+            if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+                raise IndexFormatError(man, f"manifest names no valid {m} file")
         if "audio" in lib.modalities:
             from audio import AudioIndex
 
-            lib.audio = AudioIndex.load(root / "audio.npz")
+            lib.audio = AudioIndex.load(root / files["audio"])
         if "visual" in lib.modalities:
             import visual
 
             if not visual.AVAILABLE:
                 raise IndexFormatError(root, "index has visual descriptors but the visual matcher is not installed")
-            lib.visual = visual.VisualIndex.load(root / "visual.npz")
+            lib.visual = visual.VisualIndex.load(root / files["visual"])
         return lib
 
     @classmethod
@@ -163,16 +175,28 @@ class Library:
         return cls.open(root) if (Path(root) / MANIFEST).exists() else cls.create(root, modalities, visual_model)
 
     def save(self) -> None:
-        """Write every index file atomically, then the manifest (last, so a crash before it
-        leaves the previous manifest pointing at complete files)."""
+        """Write the next generation of index files, then the manifest, then drop the previous
+        generation (see the module docstring)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        gen = self.generation + 1
+        files = {}
         if self.audio is not None:
-            self.audio.save(self.root / "audio.npz")
+            files["audio"] = f"audio.{gen}.npz"
+            self.audio.save(self.root / files["audio"])
         if self.visual is not None:
-            self.visual.save(self.root / "visual.npz")
-        _write_json_atomic(self.root / MANIFEST, {"kind": KIND, "version": VERSION, "modalities": self.modalities,
+            files["visual"] = f"visual.{gen}.npz"
+            self.visual.save(self.root / files["visual"])
+        _write_json_atomic(self.root / MANIFEST, {"kind": KIND, "version": VERSION, "generation": gen,
+                                                  "files": files, "modalities": self.modalities,
                                                   "visual_model": self.visual_model,
                                                   "references": len(self.ref_ids)})
+        self.generation = gen
+        keep = set(files.values()) | {f + ".ann" for f in files.values()} | {MANIFEST, "skipped.csv"}
+        for f in self.root.iterdir():
+            # older generations, and what an interrupted save left (its next-generation files, temp files)
+            if f.is_file() and f.name not in keep and re.match(r"^((audio|visual)\.\d+\.npz(\.ann)?|.+\.tmp)$",
+                                                                f.name):
+                f.unlink()
 
     # -- contents ------------------------------------------------------------------------------
     @property

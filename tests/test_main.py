@@ -108,7 +108,7 @@ def test_submission_zip_runs_on_its_own(case):
     pd.DataFrame([["Q100001", "R000001", 6.0, 16.0, 10.0, 20.0, 0.9]], columns=COLUMNS).to_csv(fm, index=False)
     zpath = build_submission(tmp / "index", fm, tmp / "submission.zip")
     names = zipfile.ZipFile(zpath).namelist()
-    for must in ("main.py", "full_matches.csv", "model_assets/index/index.json", "model_assets/index/audio.npz",
+    for must in ("main.py", "full_matches.csv", "model_assets/index/index.json", "model_assets/index/audio.1.npz",
                  "model_assets/calibration.npz", "fingerprint/pipeline.py", "fusion/fuse.py"):
         assert must in names, must
     assert not any(n.startswith("tests/") or "__pycache__" in n or n.endswith(".onnx") for n in names)

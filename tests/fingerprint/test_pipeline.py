@@ -1,0 +1,119 @@
+"""Index directories: generations, damaged or foreign manifests, and a writer killed mid-save."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fingerprint.errors import IndexFormatError
+from fingerprint.pipeline import MANIFEST, Library, check_id, list_media
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A child process that keeps adding references (random landmarks and descriptors, a few MB per
+# save) and saving, forever; it prints the number of references after each completed save.
+WRITER = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[2])
+from fingerprint.pipeline import Library
+from audio.landmarks import Landmarks
+lib = Library.open(sys.argv[1])
+rng = np.random.default_rng(0)
+i = len(lib.ref_ids)
+while True:
+    n = 20000
+    lm = Landmarks(t_s=np.sort(rng.uniform(0, 400, n)).astype(np.float32),
+                   f1=rng.uniform(0, 200, n).astype(np.float32), f2=rng.uniform(0, 200, n).astype(np.float32),
+                   dt=rng.integers(2, 40, n).astype(np.int32), hop_s=0.016, duration_s=400.0)
+    rid = f"R{i:06d}"
+    lib.audio.add(rid, lm)
+    lib.visual.add(rid, np.arange(3000, dtype=np.float32), rng.normal(size=(3000, 512)).astype(np.float32))
+    lib.save()
+    i += 1
+    print(len(lib.ref_ids), flush=True)
+"""
+
+
+def _landmarks_fields():
+    from audio.landmarks import Landmarks
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(Landmarks)]
+
+
+@pytest.fixture
+def empty_library(tmp_path):
+    lib = Library.create(tmp_path / "ix")
+    lib.save()
+    return tmp_path / "ix"
+
+
+def test_generations_replace_old_files(empty_library):
+    lib = Library.open(empty_library)
+    assert lib.generation == 1
+    lib.save()
+    lib.save()
+    names = sorted(p.name for p in empty_library.iterdir())
+    assert names == ["audio.3.npz", MANIFEST, "visual.3.npz"]
+    assert Library.open(empty_library).generation == 3
+
+
+@pytest.mark.parametrize("delay_s", [0.7, 1.3, 2.1])
+def test_writer_killed_mid_save_leaves_a_consistent_index(empty_library, tmp_path, delay_s):
+    if "f1" not in _landmarks_fields():
+        pytest.skip("Landmarks fields changed; update WRITER")
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    child = subprocess.Popen([sys.executable, str(script), str(empty_library), str(REPO)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    child.send_signal(signal.SIGKILL)
+    out, err = child.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    saved = [int(x) for x in out.split()]
+    lib = Library.open(empty_library)  # loads: never a half-written file
+    assert lib.audio.ref_ids == lib.visual.ref_ids  # both files of one generation
+    n = len(lib.ref_ids)
+    # what is there is the last completed save, or the one that completed as it was killed
+    assert n in ({saved[-1], saved[-1] + 1} if saved else {0, 1})
+    for p in empty_library.iterdir():
+        assert p.name == MANIFEST or p.name.endswith((".npz", ".ann", ".tmp")), p.name
+    lib.save()  # the next save clears what the killed one left
+    gen = lib.generation
+    assert sorted(p.name for p in empty_library.iterdir()) == [f"audio.{gen}.npz", MANIFEST, f"visual.{gen}.npz"]
+
+
+def test_damaged_and_foreign_manifests(empty_library):
+    man = empty_library / MANIFEST
+    good = json.loads(man.read_text())
+    for bad, reason in [({**good, "kind": "something-else"}, "not a fingerprint-index manifest"),
+                        ({**good, "version": 99}, "format version 99"),
+                        ({**good, "files": {"audio": "../../etc/passwd", "visual": "visual.1.npz"}},
+                         "no valid audio file")]:
+        man.write_text(json.dumps(bad))
+        with pytest.raises(IndexFormatError, match=reason):
+            Library.open(empty_library)
+    man.write_text(json.dumps(good))
+    data = bytearray((empty_library / "audio.1.npz").read_bytes())
+    (empty_library / "audio.1.npz").write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(IndexFormatError, match="audio.1.npz"):
+        Library.open(empty_library)
+
+
+def test_list_media_and_ids(tmp_path):
+    (tmp_path / "b.mp4").write_bytes(b"x")
+    (tmp_path / "a.wav").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in list_media(tmp_path)] == ["a.wav", "b.mp4"]
+    lst = tmp_path / "list.txt"
+    lst.write_text("# queries\nb.mp4\n\n/abs/c.mp4\n")
+    assert list_media(lst) == [tmp_path / "b.mp4", Path("/abs/c.mp4")]
+    assert check_id("clip été (1)", "x") == "clip été (1)"
+    for bad in ("../x", "a/b", ".x", "", "x\n"):
+        with pytest.raises(Exception, match="not a plain video id"):
+            check_id(bad, "x")
