@@ -100,7 +100,8 @@ class Segment:
     ``score`` is monotone in the evidence (higher = more confident); ``slope`` is reference seconds
     per query second (2.0: the query plays the reference at double speed); ``n_hits`` counts the
     consistent hits behind it, per source in ``evidence``; ``strength`` sums their weights per
-    source (what calibration turns into ``score``).
+    source and ``lengths`` gives each source's own query span in seconds (what calibration turns
+    into ``score``).
     """
 
     query_start: float
@@ -114,6 +115,7 @@ class Segment:
     query_id: str = ""
     evidence: Dict[str, int] = field(default_factory=dict)
     strength: Dict[str, float] = field(default_factory=dict)
+    lengths: Dict[str, float] = field(default_factory=dict)
 
     def as_row(self) -> dict:
         return {

@@ -1,9 +1,9 @@
 """Fusion stage: hits (from ``audio/`` and ``visual/``) -> aligned segments per modality ->
 merged across modalities -> one calibrated score."""
-from .calibration import FEATURES, MONOTONE, Calibration, fit_logistic, segment_features
+from .calibration import FEATURES, MODALITIES, MONOTONE, Calibration, fit_logistic, segment_features
 from .fuse import agree, merge_modalities
 from .params import AUDIO_VOTE, FUSE, VISUAL_VOTE, FuseParams, VoteParams
 from .voting import find_segments
 
-__all__ = ["AUDIO_VOTE", "FEATURES", "FUSE", "MONOTONE", "VISUAL_VOTE", "Calibration", "FuseParams", "VoteParams", "agree",
+__all__ = ["AUDIO_VOTE", "FEATURES", "FUSE", "MODALITIES", "MONOTONE", "VISUAL_VOTE", "Calibration", "FuseParams", "VoteParams", "agree",
            "find_segments", "fit_logistic", "merge_modalities", "segment_features"]

@@ -1,9 +1,12 @@
-"""One score scale for all segments: a logistic model over evidence features.
+"""One score scale for all segments: per-modality logistic models combined by noisy-OR.
 
 The VSC metric ranks every row of every query together, so a segment's score must mean the same
-thing whichever query and modality it comes from. :func:`segment_features` describes a segment by
-its evidence; :class:`Calibration` maps that to P(segment is a real copy) with a logistic model
-fitted by ``scripts/fit_calibration.py`` on generated benchmarks and stored as plain numbers in
+thing whichever query and modality it comes from. Each modality's evidence for a segment (its
+strength, its length, its speed) gives P_m(copy) through a logistic model of that modality, and a
+segment found by both is a copy unless both are wrong: P = 1 - (1 - P_audio)(1 - P_visual). So
+strong audio alone is a confident match even where a video has no usable picture (and the other
+way round), and agreement raises the score. The models are fitted by
+``scripts/fit_calibration.py`` on generated benchmarks and stored as plain numbers in
 ``model_assets/calibration.npz``.
 """
 from __future__ import annotations
@@ -19,31 +22,38 @@ from fingerprint.storage import load_arrays, save_arrays
 from fingerprint.types import Segment
 
 KIND = "score-calibration"
-VERSION = 1
+VERSION = 2
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "model_assets" / "calibration.npz"
+MODALITIES = ("audio", "visual")
 
-#: What the model sees of a segment (strength = summed hit weight, see fusion.voting).
-FEATURES = [
-    "log_audio_strength",   # log(1 + audio strength); 0 without audio evidence
-    "log_visual_strength",  # log(1 + visual strength)
-    "both",                 # 1 when both modalities found it
-    "log_len_s",            # log of the query span in seconds (chance lines are short)
-    "abs_log_speed",        # |log speed|: chance lines favour extreme slopes
-    "visual_mean_weight",   # visual strength per visual hit: how similar the frames are
-]
+#: What each modality's model sees of a segment (strength = summed hit weight, see fusion.voting).
+FEATURES = {
+    "audio": ["log_strength",     # log(1 + summed landmark-hit weight)
+              "log_len_s",        # log of this modality's query span (chance lines are short)
+              "abs_log_speed"],   # |log speed|: chance lines favour extreme slopes
+    "visual": ["log_strength",    # log(1 + summed normalized frame similarity above the floor)
+               "mean_weight",     # strength per matched frame: how similar the frames are
+               "log_len_s",
+               "abs_log_speed"],
+}
 #: Features whose weight must not be negative: more evidence never lowers the score.
-MONOTONE = ["log_audio_strength", "log_visual_strength", "both", "visual_mean_weight"]
+MONOTONE = ["log_strength", "mean_weight"]
 
 
-def segment_features(segments: Sequence[Segment]) -> np.ndarray:
-    """``(n, len(FEATURES))`` float64 features of segments (order of :data:`FEATURES`)."""
-    x = np.zeros((len(segments), len(FEATURES)))
+def segment_features(segments: Sequence[Segment], modality: str) -> np.ndarray:
+    """``(n, len(FEATURES[modality]))`` features of each segment's ``modality`` evidence (rows
+    of segments without that evidence are zeros; :meth:`Calibration.predict` gives them P = 0)."""
+    x = np.zeros((len(segments), len(FEATURES[modality])))
     for i, s in enumerate(segments):
-        a, v = s.strength.get("audio", 0.0), s.strength.get("visual", 0.0)
-        vh = s.evidence.get("visual", 0)
-        length = max(s.query_end - s.query_start, 0.5)
-        x[i] = [math.log1p(a), math.log1p(v), float(a > 0 and v > 0), math.log(length),
-                abs(math.log(max(s.slope, 1e-3))), v / vh if vh else 0.0]
+        st = s.strength.get(modality, 0.0)
+        if st <= 0:
+            continue
+        n = max(s.evidence.get(modality, 1), 1)
+        length = max(s.lengths.get(modality, s.query_end - s.query_start), 0.5)
+        speed = abs(math.log(max(s.slope, 1e-3)))
+        row = {"log_strength": math.log1p(st), "mean_weight": st / n, "log_len_s": math.log(length),
+               "abs_log_speed": speed}
+        x[i] = [row[f] for f in FEATURES[modality]]
     return x
 
 
@@ -85,26 +95,38 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, nonneg: Sequence
 class Calibration:
     """P(copy) for segments. ``Calibration.load()`` reads ``model_assets/calibration.npz``.
 
+    ``models``: per modality ``(mean, scale, weights, bias)`` as returned by :func:`fit_logistic`.
+
     >>> cal = Calibration.load()
     >>> cal.apply(segments)        # doctest: +SKIP   (sets each segment's score in [0, 1])
     """
 
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray, bias: float,
-                 info: Optional[Dict] = None):
-        self.mean = np.asarray(mean, float)
-        self.scale = np.asarray(scale, float)
-        self.weights = np.asarray(weights, float)
-        self.bias = float(bias)
+    def __init__(self, models: Dict[str, tuple], info: Optional[Dict] = None):
+        self.models = {}
+        for m in MODALITIES:
+            mean, scale, w, b = models[m]
+            mean, scale, w = (np.asarray(a, float) for a in (mean, scale, w))
+            if not (mean.shape == scale.shape == w.shape == (len(FEATURES[m]),)):
+                raise ValueError(f"the {m} model needs {len(FEATURES[m])} features")
+            self.models[m] = (mean, scale, w, float(b))
         self.info = info or {}
-        if not (self.mean.shape == self.scale.shape == self.weights.shape == (len(FEATURES),)):
-            raise ValueError(f"calibration needs {len(FEATURES)} features")
 
-    def predict(self, segments: Sequence[Segment]) -> np.ndarray:
-        """P(copy) per segment, ``(n,)`` float64 in (0, 1)."""
+    def predict_modality(self, segments: Sequence[Segment], modality: str) -> np.ndarray:
+        """P(copy) from one modality's evidence alone, ``(n,)``; 0 where it has none."""
         if not segments:
             return np.zeros(0)
-        z = ((segment_features(segments) - self.mean) / self.scale) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+        mean, scale, w, b = self.models[modality]
+        z = ((segment_features(segments, modality) - mean) / scale) @ w + b
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+        has = np.array([s.strength.get(modality, 0.0) > 0 for s in segments])
+        return np.where(has, p, 0.0)
+
+    def predict(self, segments: Sequence[Segment]) -> np.ndarray:
+        """P(copy) per segment, ``(n,)``: noisy-OR of the modalities' probabilities."""
+        miss = np.ones(len(segments))
+        for m in MODALITIES:
+            miss *= 1.0 - self.predict_modality(segments, m)
+        return 1.0 - miss
 
     def apply(self, segments: List[Segment]) -> List[Segment]:
         """Set each segment's ``score`` to its calibrated probability; returns them, best first."""
@@ -113,9 +135,10 @@ class Calibration:
         return sorted(segments, key=lambda s: -s.score)
 
     def save(self, path: Union[str, Path]) -> None:
-        save_arrays(path, KIND, VERSION, {"mean": self.mean, "scale": self.scale, "weights": self.weights,
-                                          "bias": np.array([self.bias])},
-                    {"features": FEATURES, "info": self.info})
+        arrays = {}
+        for m, (mean, scale, w, b) in self.models.items():
+            arrays.update({f"{m}_mean": mean, f"{m}_scale": scale, f"{m}_weights": w, f"{m}_bias": np.array([b])})
+        save_arrays(path, KIND, VERSION, arrays, {"features": FEATURES, "info": self.info})
 
     @classmethod
     def load(cls, path: Union[str, Path, None] = None) -> "Calibration":
@@ -126,4 +149,5 @@ class Calibration:
         if meta.get("features") != FEATURES:
             raise IndexFormatError(path, "calibration was fitted on other features; refit it "
                                          "(scripts/fit_calibration.py)")
-        return cls(arrays["mean"], arrays["scale"], arrays["weights"], float(arrays["bias"][0]), meta.get("info"))
+        return cls({m: (arrays[f"{m}_mean"], arrays[f"{m}_scale"], arrays[f"{m}_weights"],
+                        float(arrays[f"{m}_bias"][0])) for m in MODALITIES}, meta.get("info"))

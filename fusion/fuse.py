@@ -58,6 +58,7 @@ def merge_modalities(audio: Sequence[Segment], visual: Sequence[Segment], p: Fus
             ref_start=max(0.0, _offset_at(a, qs)), ref_end=_offset_at(a, qe),
             score=a.score + v.score, slope=a.slope, n_hits=a.n_hits + v.n_hits,
             ref_id=a.ref_id or v.ref_id, query_id=a.query_id or v.query_id,
-            evidence={**v.evidence, **a.evidence}, strength={**v.strength, **a.strength}))
+            evidence={**v.evidence, **a.evidence}, strength={**v.strength, **a.strength},
+            lengths={**v.lengths, **a.lengths}))
     out += [visual[i] for i in vis if i not in taken]
     return sorted(out, key=lambda s: -s.score)

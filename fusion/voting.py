@@ -109,7 +109,8 @@ def find_segments(hits: Hits, p: VoteParams) -> List[Segment]:
             segments.append(Segment(query_start=max(qs, 0.0), query_end=qe, ref_start=max(rs, 0.0),
                                     ref_end=re_, score=float(w[grp].sum()), slope=slope,
                                     n_hits=int(grp.size), evidence={hits.source: int(grp.size)},
-                                    strength={hits.source: float(w[grp].sum())}))
+                                    strength={hits.source: float(w[grp].sum())},
+                                    lengths={hits.source: qe - max(qs, 0.0)}))
     segments.sort(key=lambda s: -s.score)
     kept: List[Segment] = []
     for seg in segments:

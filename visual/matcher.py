@@ -11,7 +11,7 @@ from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from fingerprint.media import load_frames, probe
+from fingerprint.media import iter_frames, load_frames, probe
 from fingerprint.types import Frames, Hits, MediaInfo
 
 from .index import VisualIndex
@@ -21,6 +21,9 @@ from .views import detect_views
 
 PathLike = Union[str, Path]
 ASSETS = Path(__file__).resolve().parents[1] / "model_assets"
+#: Frames decoded and described at a time (a multiple of ``view_window_frames``): 96 frames of
+#: 320x240 RGB are 22 MB, whatever the video's length.
+STREAM_BATCH = 96
 
 
 def _work_size(info: MediaInfo, width: int) -> Optional[Tuple[int, int]]:
@@ -79,9 +82,15 @@ class VisualMatcher:
         return self._center(self.descriptor(frames))
 
     def describe_reference(self, path: PathLike, info: Optional[MediaInfo] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """``(times_s (n,), descriptors (n, 512))`` of a reference sampled at ``ref_fps``."""
-        fr = sample_frames(path, self.params.ref_fps, self.params, info)
-        return fr.times_s, self.embed(fr.frames)
+        """``(times_s (n,), descriptors (n, 512))`` of a reference sampled at ``ref_fps``. Frames
+        stream through in batches: memory holds descriptors (2 KB per frame), not pictures."""
+        info = info or probe(path)
+        times, desc = [np.zeros(0)], [np.zeros((0, self.descriptor.dim), np.float32)]
+        for b in iter_frames(path, self.params.ref_fps, _work_size(info, self.params.work_width_px),
+                             batch=STREAM_BATCH, info=info):
+            times.append(b.times_s)
+            desc.append(self.embed(b.frames))
+        return np.concatenate(times), np.concatenate(desc)
 
     def _bias(self, desc: np.ndarray) -> np.ndarray:
         """beta x mean similarity to the ``noise_k`` nearest noise frames, per row."""
@@ -94,12 +103,35 @@ class VisualMatcher:
 
     def query(self, path: PathLike, index: VisualIndex, info: Optional[MediaInfo] = None) -> Dict[str, Hits]:
         """Per-reference hits of a query: each query frame's ``top_k`` reference frames over all
-        views, similarity normalized by the noise set, kept above ``sim_floor``."""
+        views, similarity normalized by the noise set, kept above ``sim_floor``. Frames stream
+        through in batches of ``STREAM_BATCH``."""
         p = self.params
-        fr = sample_frames(path, p.query_fps, p, info)
-        if len(fr.times_s) == 0 or len(index) == 0:
+        info = info or probe(path)
+        if len(index) == 0:
             return {}
-        frames, m = fr.frames, len(fr.times_s)
+        t_all, fi, sims, rows = [], [], [], []
+        offset = 0
+        for b in iter_frames(path, p.query_fps, _work_size(info, p.work_width_px), batch=STREAM_BATCH, info=info):
+            f, s, r = self._search_batch(b.frames, index)
+            fi.append(f + offset)
+            sims.append(s)
+            rows.append(r)
+            t_all.append(b.times_s)
+            offset += len(b.times_s)
+        if offset == 0:
+            return {}
+        fi, sims, rows = np.concatenate(fi), np.concatenate(sims), np.concatenate(rows)
+        # Best view per (query frame, reference frame).
+        key = fi * (len(index) + 1) + rows
+        order = np.lexsort((-sims, key))
+        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        fi, sims, rows = fi[first], sims[first], rows[first]
+        return index.hits(np.concatenate(t_all)[fi], sims, rows, 1.0 / p.query_fps, p.sim_floor)
+
+    def _search_batch(self, frames: np.ndarray, index: VisualIndex):
+        """``(frame indices, normalized sims, reference rows)`` of one batch of query frames, every view."""
+        p = self.params
+        m = len(frames)
         # (frame indices, view) jobs: the full frame and its mirror everywhere; layout views
         # (bars, stacked cells, picture-in-picture) where a window of frames shows them, since a
         # copy with such a layout usually fills only part of the query.
@@ -118,10 +150,4 @@ class VisualMatcher:
             rows.append(r.ravel())
         fi, sims, rows = np.concatenate(fi), np.concatenate(sims), np.concatenate(rows)
         ok = rows >= 0
-        fi, sims, rows = fi[ok], sims[ok], rows[ok]
-        # Best view per (query frame, reference frame).
-        key = fi * (len(index) + 1) + rows
-        order = np.lexsort((-sims, key))
-        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
-        fi, sims, rows = fi[first], sims[first], rows[first]
-        return index.hits(fr.times_s[fi], sims, rows, 1.0 / p.query_fps, p.sim_floor)
+        return fi[ok], sims[ok], rows[ok]

@@ -4,8 +4,8 @@ import pytest
 
 from fingerprint.errors import IndexFormatError
 from fingerprint.types import Hits, Segment
-from fusion import (FEATURES, VISUAL_VOTE, Calibration, agree, find_segments, fit_logistic, merge_modalities,
-                    segment_features)
+from fusion import (FEATURES, MODALITIES, VISUAL_VOTE, Calibration, agree, find_segments, fit_logistic,
+                    merge_modalities, segment_features)
 
 
 def visual_line(q0, q1, r0, slope, seed=0, query_fps=2.0, ref_fps=1.0):
@@ -26,7 +26,7 @@ def vhits(*parts):
 
 def seg(qs, qe, rs, slope=1.0, source="audio", strength=30.0, n=100):
     return Segment(qs, qe, rs, rs + slope * (qe - qs), strength, slope, n, evidence={source: n},
-                   strength={source: strength})
+                   strength={source: strength}, lengths={source: qe - qs})
 
 
 @pytest.mark.parametrize("slope", [0.5, 1.0, 2.0])
@@ -100,9 +100,13 @@ def test_fit_logistic_recovers_known_weights():
     assert raw_b == pytest.approx(true_b, abs=0.15)
 
 
+def _toy_calibration():
+    return Calibration({m: (np.zeros(len(FEATURES[m])), np.ones(len(FEATURES[m])),
+                            np.linspace(0.1, 0.7, len(FEATURES[m])), -2.0) for m in MODALITIES}, {"note": "test"})
+
+
 def test_calibration_round_trip_and_damage(tmp_path):
-    n = len(FEATURES)
-    cal = Calibration(np.zeros(n), np.ones(n), np.linspace(0.1, 0.7, n), -2.0, {"note": "test"})
+    cal = _toy_calibration()
     path = tmp_path / "cal.npz"
     cal.save(path)
     back = Calibration.load(path)
@@ -116,6 +120,15 @@ def test_calibration_round_trip_and_damage(tmp_path):
         Calibration.load(path)
 
 
+def test_noisy_or_of_the_modalities():
+    cal = _toy_calibration()
+    a, v = seg(0, 10, 0, strength=20.0), seg(0, 10, 0, source="visual", strength=3.0, n=20)
+    both = merge_modalities([seg(0, 10, 0, strength=20.0)], [seg(0, 10, 0, source="visual", strength=3.0, n=20)])[0]
+    pa, pv = cal.predict([a])[0], cal.predict([v])[0]
+    assert cal.predict_modality([a], "visual")[0] == 0.0 and cal.predict_modality([v], "audio")[0] == 0.0
+    assert cal.predict([both])[0] == pytest.approx(1 - (1 - pa) * (1 - pv))
+
+
 def test_committed_calibration_orders_evidence_sensibly():
     cal = Calibration.load()
     weak_a, strong_a = seg(0, 10, 0, strength=12.0, n=40), seg(0, 10, 0, strength=80.0, n=300)
@@ -125,16 +138,17 @@ def test_committed_calibration_orders_evidence_sensibly():
     p = cal.predict([weak_a, strong_a, weak_v, strong_v, both[0]])
     assert p[1] > p[0] and p[3] > p[2]
     assert p[4] > max(p[0], p[2])  # two weak agreeing modalities beat either alone
+    assert p[1] > 0.9 and p[3] > 0.9  # a clean 10 s copy is a confident match by either modality
     assert np.all((p > 0) & (p < 1))
 
 
 def test_features_of_a_merged_segment():
-    m = merge_modalities([seg(0, 10, 0, strength=20.0, n=100)], [seg(0, 10, 0, source="visual", strength=4.0, n=16)])
-    f = dict(zip(FEATURES, segment_features(m)[0]))
-    assert f["both"] == 1.0
-    assert f["log_audio_strength"] == pytest.approx(np.log1p(20.0))
-    assert f["visual_mean_weight"] == pytest.approx(0.25)
-    assert f["log_len_s"] == pytest.approx(np.log(10.0))
+    m = merge_modalities([seg(0, 10, 0, strength=20.0, n=100)], [seg(2, 8, 2, source="visual", strength=4.0, n=16)])
+    fa = dict(zip(FEATURES["audio"], segment_features(m, "audio")[0]))
+    fv = dict(zip(FEATURES["visual"], segment_features(m, "visual")[0]))
+    assert fa["log_strength"] == pytest.approx(np.log1p(20.0)) and fa["log_len_s"] == pytest.approx(np.log(10.0))
+    assert fv["mean_weight"] == pytest.approx(0.25) and fv["log_len_s"] == pytest.approx(np.log(6.0))
+    assert segment_features([seg(0, 10, 0)], "visual").tolist() == [[0.0] * len(FEATURES["visual"])]
 
 
 def test_fit_logistic_keeps_monotone_weights_non_negative():
