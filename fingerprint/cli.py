@@ -144,7 +144,7 @@ def _cmd_index(args) -> int:
     lib = Library.open_or_create(args.output, wanted, args.visual_model)
     update, close = _progress(len(files), "indexing")
     try:
-        report = lib.add_files(files, update)
+        report = lib.add_files(files, update, args.workers, args.dask_scheduler, args.dask_local)
     finally:
         close()
     if report.done:
@@ -169,7 +169,7 @@ def _cmd_match(args) -> int:
         matcher.fuse = replace(matcher.fuse, min_score=args.min_score)
     update, close = _progress(len(files), "matching")
     try:
-        segs, report = matcher.match_files(files, update)
+        segs, report = matcher.match_files(files, update, args.workers, args.dask_scheduler, args.dask_local)
     finally:
         close()
     write_matches(segs, args.output)
@@ -242,6 +242,17 @@ def _cmd_make_benchmark(args) -> int:
     return EXIT_OK
 
 
+def _add_parallel_args(p) -> None:
+    g = p.add_argument_group("parallel work (the output is the same as with one process)")
+    g.add_argument("--workers", type=int, default=1,
+                   help="local worker processes, each running the model on one thread (default 1)")
+    g.add_argument("--dask-scheduler", metavar="ADDRESS", default=None,
+                   help="run the per-file work as tasks on this Dask scheduler (tcp://host:8786); "
+                        "its workers must see the same paths (pip install .[dask])")
+    g.add_argument("--dask-local", metavar="N", type=int, default=0,
+                   help="start a Dask LocalCluster of N worker processes for this run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fingerprint",
                 description="Find copied (and edited) segments of reference videos inside query videos, "
@@ -280,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fingerprints to compute for a new index (default: both)")
     ix.add_argument("--visual-model", choices=["sscd-distilled", "sscd"], default="sscd-distilled",
                     help="frame descriptor for a new index (default: sscd-distilled)")
+    _add_parallel_args(ix)
     ix.set_defaults(func=_cmd_index)
 
     mt = sub.add_parser("match", help="find copied segments of query videos in an index",
@@ -295,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evidence to use (default: both, i.e. what the index has)")
     mt.add_argument("--min-score", type=float, default=None,
                     help="drop segments scoring below this probability (default 0.05)")
+    _add_parallel_args(mt)
     mt.set_defaults(func=_cmd_match)
 
     ev = sub.add_parser("evaluate", help="score predictions with the VSC matching metric (µAP)",

@@ -249,21 +249,43 @@ class Library:
             self.visual.add(rid, *desc)
         return rid
 
-    def add_files(self, paths: Iterable[PathLike], progress: Optional[Callable[[str], None]] = None) -> BatchReport:
-        """Add many references; unreadable files and ids already present are reported, not raised."""
+    def add_files(self, paths: Iterable[PathLike], progress: Optional[Callable[[str], None]] = None,
+                  workers: int = 1, dask_scheduler: Optional[str] = None, dask_local: int = 0) -> BatchReport:
+        """Add many references; unreadable files and ids already present are reported, not raised.
+        ``workers``/``dask_*`` spread the fingerprinting over processes (see fingerprint.parallel);
+        references are added in the given order either way, so the index is the same."""
+        from .parallel import describe_jobs, describe_reference, ordered_map
+
         rep = BatchReport()
+        todo, seen = [], set()
         for p in paths:
             rid = video_id(p)
             try:
                 check_id(rid, str(p))
-                if rid in self:
-                    rep.already.append(rid)
-                else:
-                    rep.done.append(self.add_file(p, rid))
             except FingerprintError as exc:
-                rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
-            if progress:
-                progress(rid)
+                rep.skipped.append((str(p), getattr(exc, "reason", str(exc)).split(": ", 1)[-1]))
+                if progress:
+                    progress(rid)
+                continue
+            if rid in self or rid in seen:
+                (rep.already if rid in self else rep.skipped).append(
+                    rid if rid in self else (str(p), f"another file already has the id {rid!r}"))
+                if progress:
+                    progress(rid)
+                continue
+            seen.add(rid)
+            todo.append(p)
+        jobs = describe_jobs(todo, self.modalities, self.visual_model)
+        for path, payload in ordered_map(describe_reference, jobs, workers, dask_scheduler, dask_local, progress):
+            if isinstance(payload, str):
+                rep.skipped.append((path, payload))
+                continue
+            rid = video_id(path)
+            if "audio" in payload:
+                self.audio.add(rid, payload["audio"])
+            if "visual" in payload:
+                self.visual.add(rid, *payload["visual"])
+            rep.done.append(rid)
         return rep
 
 
@@ -348,18 +370,35 @@ class QueryMatcher:
         """Calibrated segments of one query over all references, best first."""
         return self.finish(self.candidates(path, query_id))
 
-    def match_files(self, paths: Iterable[PathLike], progress: Optional[Callable[[str], None]] = None
+    def match_files(self, paths: Iterable[PathLike], progress: Optional[Callable[[str], None]] = None,
+                    workers: int = 1, dask_scheduler: Optional[str] = None, dask_local: int = 0
                     ) -> Tuple[List[Segment], BatchReport]:
+        """Match many queries; unreadable ones are reported, not raised. With ``workers`` > 1 or
+        Dask, worker processes open the library from its directory and return per-pair segments;
+        merging and calibration happen here, in query order, so the output is the same."""
         segs: List[Segment] = []
         rep = BatchReport()
-        for p in paths:
-            try:
-                segs += self.match_file(p)
-                rep.done.append(video_id(p))
-            except FingerprintError as exc:
-                rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
-            if progress:
-                progress(video_id(p))
+        paths = list(paths)
+        if workers <= 1 and not dask_scheduler and not dask_local:
+            for p in paths:
+                try:
+                    segs += self.match_file(p)
+                    rep.done.append(video_id(p))
+                except FingerprintError as exc:
+                    rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
+                if progress:
+                    progress(video_id(p))
+            return segs, rep
+        from .parallel import ordered_map, query_segments
+
+        modality = "both" if self.modalities == self.lib.modalities else self.modalities[0]
+        jobs = [(str(self.lib.root), str(p), modality) for p in paths]
+        for path, res in ordered_map(query_segments, jobs, workers, dask_scheduler, dask_local, progress):
+            if isinstance(res, str):
+                rep.skipped.append((path, res))
+                continue
+            segs += self.finish(self.merge(*res))
+            rep.done.append(video_id(path))
         return segs, rep
 
 

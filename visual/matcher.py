@@ -15,7 +15,7 @@ from fingerprint.media import iter_frames, load_frames, probe
 from fingerprint.types import Frames, Hits, MediaInfo
 
 from .index import VisualIndex
-from .model import Descriptor
+from .model import Descriptor, resize
 from .params import VisualParams
 from .views import detect_views
 
@@ -141,13 +141,13 @@ class VisualMatcher:
             for start in range(0, max(m - w // 2, 1), w // 2):
                 idx = np.arange(start, min(start + w, m))
                 jobs += [(idx, v) for v in detect_views(frames[idx], flip=False) if v.name != "full"]
-        fi, sims, rows = [], [], []
-        for idx, v in jobs:
-            d = self.embed(v.apply(frames[idx]))
-            s, r = index.search(d, p.top_k)
-            fi.append(np.repeat(idx, s.shape[1]))
-            sims.append((s - self._bias(d)[:, None]).ravel())
-            rows.append(r.ravel())
-        fi, sims, rows = np.concatenate(fi), np.concatenate(sims), np.concatenate(rows)
+        # Every view of the batch is described in one call, in full model batches.
+        px = self.descriptor.input_px
+        crops = np.concatenate([resize(v.apply(frames[idx]), px) for idx, v in jobs])
+        d = self.embed(crops)
+        s, r = index.search(d, p.top_k)
+        fi = np.repeat(np.concatenate([idx for idx, _ in jobs]), s.shape[1])
+        sims = (s - self._bias(d)[:, None]).ravel()
+        rows = r.ravel()
         ok = rows >= 0
         return fi[ok], sims[ok], rows[ok]

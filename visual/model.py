@@ -42,7 +42,10 @@ def resize(frames: np.ndarray, px: int) -> np.ndarray:
 
     if frames.shape[1] == px and frames.shape[2] == px:
         return np.ascontiguousarray(frames)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    frames = np.ascontiguousarray(frames)
+    if not frames.flags.writeable:  # frames read from an ffmpeg pipe are read-only buffers
+        frames = frames.copy()
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     y = F.interpolate(x, size=(px, px), mode="bilinear", antialias=True, align_corners=False)
     return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
@@ -58,7 +61,10 @@ class Descriptor:
     def __init__(self, name: str = "sscd-distilled", input_px: int = 224, threads: int = 0):
         self.name = name
         self.input_px = input_px
-        self._session = _session(str(model_path(name)), threads or min(4, os.cpu_count() or 1))
+        # FINGERPRINT_MODEL_THREADS: set to 1 in worker processes (fingerprint.parallel), where
+        # processes, not threads, use the cores.
+        threads = threads or int(os.environ.get("FINGERPRINT_MODEL_THREADS", "0") or 0) or min(4, os.cpu_count() or 1)
+        self._session = _session(str(model_path(name)), threads)
         inp = self._session.get_inputs()[0]
         self._input = inp.name
         self.dim = int(self._session.get_outputs()[0].shape[-1])
@@ -71,7 +77,10 @@ class Descriptor:
         out = []
         for i in range(0, len(frames), batch):
             x = resize(frames[i:i + batch], self.input_px)
-            out.append(self._session.run(None, {self._input: x})[0].astype(np.float32))
+            n = len(x)
+            if n < batch:  # one input shape only: onnxruntime keeps memory per shape it has seen
+                x = np.concatenate([x, np.zeros((batch - n,) + x.shape[1:], x.dtype)])
+            out.append(self._session.run(None, {self._input: x})[0][:n].astype(np.float32))
         e = np.concatenate(out)
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
