@@ -47,6 +47,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_audio.py --out docs/audio_benchmark.md
+	$(BIN)/python scripts/bench_speed.py --out docs/speed.md
 
 # µAP of audio-only, visual-only and fused matching on a generated benchmark (data kept in bench_data/)
 bench-matching: $(BIN)/.installed

@@ -20,14 +20,12 @@ A video's id is its file name without extension (``/data/query/Q100001.mp4`` -> 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
-from .errors import FingerprintError, IndexFormatError, MediaError
+from .errors import FingerprintError, IndexFormatError
 from .types import Segment
 
 PathLike = Union[str, Path]
@@ -69,18 +67,11 @@ def list_media(source: PathLike) -> List[Path]:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .storage import atomic_file
+
+    with atomic_file(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
 
 
 @dataclass
@@ -409,20 +400,13 @@ def write_matches(segments: Sequence[Segment], path: PathLike) -> None:
     """Write segments as full_matches CSV (header always), best score first, atomically."""
     import csv
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FULL_MATCHES_COLUMNS, lineterminator="\n")
-            w.writeheader()
-            for s in sorted(segments, key=lambda s: (-s.score, s.query_id, s.ref_id, s.query_start)):
-                w.writerow(s.as_row())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .storage import atomic_file
+
+    with atomic_file(path, newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FULL_MATCHES_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for s in sorted(segments, key=lambda s: (-s.score, s.query_id, s.ref_id, s.query_start)):
+            w.writerow(s.as_row())
 
 
 def write_skipped(report: BatchReport, path: PathLike) -> None:

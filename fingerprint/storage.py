@@ -10,6 +10,7 @@ loading uses ``allow_pickle=False`` so object arrays are refused.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +36,29 @@ def _digest(arrays: Dict[str, np.ndarray]) -> str:
         h.update(repr(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_file(path: Union[str, Path], mode: str = "w", **open_kw):
+    """Write ``path`` through a temp file in the same directory: fsync, then rename over ``path``.
+    On an error (or a kill) before the rename, ``path`` keeps its previous content.
+
+    >>> with atomic_file("out.csv", newline="") as f:   # doctest: +SKIP
+    ...     f.write("a,b\n")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, mode, **open_kw) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_arrays(path: Union[str, Path], kind: str, version: int, arrays: Dict[str, np.ndarray],

@@ -15,14 +15,13 @@ path and are not copied into the zip (their licence is the package's).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import List, Union
 
 from .errors import FingerprintError
 from .evaluate import PRED_COLUMNS, read_matches
+from .storage import atomic_file
 
 PathLike = Union[str, Path]
 REPO = Path(__file__).resolve().parents[1]
@@ -61,25 +60,16 @@ def build_submission(index_dir: PathLike, full_matches: PathLike, out_zip: PathL
     if not lib.ref_ids:
         raise FingerprintError(f"{index_dir}: the index holds no reference")
     out = Path(out_zip)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=str(out.parent))
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.write(REPO / "main.py", "main.py")
-            z.write(full_matches, "full_matches.csv")
-            for f in sorted(index_dir.iterdir()):
-                if f.is_file() and f.name != "skipped.csv" and not f.name.endswith(".tmp"):
-                    z.write(f, f"model_assets/index/{f.name}")
-            for f in sorted(ASSETS.iterdir()):
-                if f.is_file() and (f.suffix == ".npz" or f.name == "README.md"):
-                    z.write(f, f"model_assets/{f.name}")
-            for pkg in CODE_PACKAGES:
-                for f in _files(REPO, pkg):
-                    z.write(f, str(f.relative_to(REPO)))
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(out, "wb") as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.write(REPO / "main.py", "main.py")
+        z.write(full_matches, "full_matches.csv")
+        for f_ in sorted(index_dir.iterdir()):
+            if f_.is_file() and f_.name != "skipped.csv" and not f_.name.endswith(".tmp"):
+                z.write(f_, f"model_assets/index/{f_.name}")
+        for f_ in sorted(ASSETS.iterdir()):
+            if f_.is_file() and (f_.suffix == ".npz" or f_.name == "README.md"):
+                z.write(f_, f"model_assets/{f_.name}")
+        for pkg in CODE_PACKAGES:
+            for f_ in _files(REPO, pkg):
+                z.write(f_, str(f_.relative_to(REPO)))
     return out

@@ -1,13 +1,11 @@
 """Index directories: generations, damaged or foreign manifests, and a writer killed mid-save."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fingerprint.errors import IndexFormatError
