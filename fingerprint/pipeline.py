@@ -258,9 +258,11 @@ class Library:
                 if progress:
                     progress(rid)
                 continue
+            if rid in self:
+                rep.already.append(rid)
+            elif rid in seen:
+                rep.skipped.append((str(p), f"another file already has the id {rid!r}"))
             if rid in self or rid in seen:
-                (rep.already if rid in self else rep.skipped).append(
-                    rid if rid in self else (str(p), f"another file already has the id {rid!r}"))
                 if progress:
                     progress(rid)
                 continue
@@ -350,7 +352,7 @@ class QueryMatcher:
         return out
 
     def candidates(self, path: PathLike, query_id: Optional[str] = None) -> List[Segment]:
-        """Uncalibrated merged segments of one query (every pair), for fitting a calibration."""
+        """Merged, not yet calibrated segments of one query, every pair."""
         return self.merge(*self.pair_segments(path, query_id))
 
     def finish(self, segments: List[Segment]) -> List[Segment]:
