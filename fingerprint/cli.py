@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -253,6 +254,13 @@ def _add_parallel_args(p) -> None:
                    help="start a Dask LocalCluster of N worker processes for this run")
 
 
+def _add_device_arg(p) -> None:
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help="where frame descriptors are computed: auto (default: a CUDA GPU when torch sees "
+                        "one and the onnx package is installed, else the CPU), cpu (onnxruntime), or "
+                        "cuda[:N] (the same model run by torch); also read from FINGERPRINT_DEVICE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fingerprint",
                 description="Find copied (and edited) segments of reference videos inside query videos, "
@@ -276,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--visual-model", choices=["sscd-distilled", "sscd"], default="sscd-distilled",
                    help="frame descriptor: sscd-distilled (default: a MobileNetV4 student of SSCD, ~3x "
                         "faster) or sscd (Meta's SSCD, int8)")
+    _add_device_arg(c)
     c.set_defaults(func=_cmd_compare)
 
     ix = sub.add_parser("index", help="fingerprint reference videos into an index directory",
@@ -292,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--visual-model", choices=["sscd-distilled", "sscd"], default="sscd-distilled",
                     help="frame descriptor for a new index (default: sscd-distilled)")
     _add_parallel_args(ix)
+    _add_device_arg(ix)
     ix.set_defaults(func=_cmd_index)
 
     mt = sub.add_parser("match", help="find copied segments of query videos in an index",
@@ -308,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--min-score", type=float, default=None,
                     help="drop segments scoring below this probability (default 0.05)")
     _add_parallel_args(mt)
+    _add_device_arg(mt)
     mt.set_defaults(func=_cmd_match)
 
     ev = sub.add_parser("evaluate", help="score predictions with the VSC matching metric (µAP)",
@@ -370,6 +381,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
+        if getattr(args, "device", None):
+            from visual.model import resolve_device
+
+            # An environment variable reaches the worker processes of --workers and Dask too.
+            os.environ["FINGERPRINT_DEVICE"] = resolve_device(args.device)
         return args.func(args)
     except FingerprintError as exc:
         print(f"fingerprint: error: {exc}", file=sys.stderr)

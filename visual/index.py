@@ -21,6 +21,8 @@ from fingerprint.types import Hits
 from .params import VisualParams
 
 INDEX_KIND = "visual-frames"
+#: Exact search compares at most this many query rows at a time (a 64 MB similarity block).
+QUERY_CHUNK = 256
 INDEX_VERSION = 1
 
 
@@ -95,6 +97,10 @@ class VisualIndex:
         if m == 0 or n == 0:
             return sims, rows
         q = np.asarray(desc, np.float32)
+        if (exact if exact is not None else not self.uses_annoy) and m > QUERY_CHUNK:
+            # bounded memory: a (QUERY_CHUNK x 65536) similarity block at a time
+            parts = [self.search(q[i:i + QUERY_CHUNK], k, exact) for i in range(0, m, QUERY_CHUNK)]
+            return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
         if exact if exact is not None else not self.uses_annoy:
             kk = min(k, n)
             for i in range(0, n, 65536):

@@ -6,18 +6,19 @@ best over views per (query frame, reference frame) -> :class:`fingerprint.types.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
-from fingerprint.media import iter_frames, load_frames, probe
+from fingerprint.media import iter_frames, load_frames, prefetch, probe
 from fingerprint.types import Frames, Hits, MediaInfo
 
 from .index import VisualIndex
-from .model import Descriptor, resize
+from .model import Descriptor
 from .params import VisualParams
-from .views import detect_views
+from .views import detect_views, gray
 
 PathLike = Union[str, Path]
 ASSETS = Path(__file__).resolve().parents[1] / "model_assets"
@@ -48,6 +49,23 @@ def noise_descriptors(model: str) -> Optional[np.ndarray]:
         return None
     arrays, _ = load_arrays(path, "visual-noise", 1)
     return arrays["desc"].astype(np.float32)
+
+
+@dataclass
+class QueryDescriptors:
+    """What a query's frames become before any index is searched.
+
+    ``times_s`` ``(n,)``: time of each sampled frame; ``frame`` ``(k,)``: the frame each
+    descriptor describes (a frame has one descriptor per view); ``desc`` ``(k, 512)`` centred
+    unit descriptors; ``bias`` ``(k,)``: the score-normalization term of each; ``span_s``: the
+    time one query frame stands for (1 / query_fps).
+    """
+
+    times_s: np.ndarray
+    frame: np.ndarray
+    desc: np.ndarray
+    bias: np.ndarray
+    span_s: float
 
 
 class VisualMatcher:
@@ -81,13 +99,17 @@ class VisualMatcher:
         """Descriptors ``(n, 512)`` of frames, centred on the noise set's mean and L2-normalized."""
         return self._center(self.descriptor(frames))
 
+    def embed_views(self, frames: np.ndarray, jobs) -> np.ndarray:
+        """Centred descriptors of views of frames (see :meth:`Descriptor.embed_views`)."""
+        return self._center(self.descriptor.embed_views(frames, jobs))
+
     def describe_reference(self, path: PathLike, info: Optional[MediaInfo] = None) -> Tuple[np.ndarray, np.ndarray]:
         """``(times_s (n,), descriptors (n, 512))`` of a reference sampled at ``ref_fps``. Frames
         stream through in batches: memory holds descriptors (2 KB per frame), not pictures."""
         info = info or probe(path)
         times, desc = [np.zeros(0)], [np.zeros((0, self.descriptor.dim), np.float32)]
-        for b in iter_frames(path, self.params.ref_fps, _work_size(info, self.params.work_width_px),
-                             batch=STREAM_BATCH, info=info):
+        for b in prefetch(iter_frames(path, self.params.ref_fps, _work_size(info, self.params.work_width_px),
+                                      batch=STREAM_BATCH, info=info)):
             times.append(b.times_s)
             desc.append(self.embed(b.frames))
         return np.concatenate(times), np.concatenate(desc)
@@ -101,35 +123,60 @@ class VisualMatcher:
         top = -np.partition(-s, k - 1, axis=1)[:, :k]
         return self.params.beta * top.mean(axis=1)
 
-    def query(self, path: PathLike, index: VisualIndex, info: Optional[MediaInfo] = None) -> Dict[str, Hits]:
-        """Per-reference hits of a query: each query frame's ``top_k`` reference frames over all
-        views, similarity normalized by the noise set, kept above ``sim_floor``. Frames stream
-        through in batches of ``STREAM_BATCH``."""
+    def describe_query(self, path: PathLike, info: Optional[MediaInfo] = None) -> QueryDescriptors:
+        """The query's descriptors over all views (see :class:`QueryDescriptors`), computed once
+        and searchable in any number of indexes (shards) with :meth:`search`. Frames stream
+        through in batches of ``STREAM_BATCH``; the next batch decodes (in a thread) while this
+        one is described."""
         p = self.params
         info = info or probe(path)
-        if len(index) == 0:
-            return {}
-        t_all, fi, sims, rows = [], [], [], []
+        return self.describe_frames(prefetch(iter_frames(path, p.query_fps, _work_size(info, p.work_width_px),
+                                                         batch=STREAM_BATCH, info=info)))
+
+    def describe_frames(self, batches: Iterable[Frames]) -> QueryDescriptors:
+        """:meth:`describe_query` of frames already decoded (batches of :class:`Frames` sampled
+        at ``query_fps``, ``work_width_px`` wide)."""
+        times, frame, desc = [np.zeros(0)], [np.zeros(0, np.int64)], [np.zeros((0, self.descriptor.dim), np.float32)]
+        bias = [np.zeros(0, np.float32)]
         offset = 0
-        for b in iter_frames(path, p.query_fps, _work_size(info, p.work_width_px), batch=STREAM_BATCH, info=info):
-            f, s, r = self._search_batch(b.frames, index)
-            fi.append(f + offset)
-            sims.append(s)
-            rows.append(r)
-            t_all.append(b.times_s)
+        for b in batches:
+            f, d = self.describe_batch(b.frames)
+            frame.append(f + offset)
+            desc.append(d)
+            bias.append(self._bias(d))  # per batch: the similarity matrix to the noise set stays small
+            times.append(b.times_s)
             offset += len(b.times_s)
-        if offset == 0:
+        return QueryDescriptors(np.concatenate(times), np.concatenate(frame), np.concatenate(desc),
+                                np.concatenate(bias).astype(np.float32), 1.0 / self.params.query_fps)
+
+    def search(self, qd: QueryDescriptors, index: VisualIndex) -> Dict[str, Hits]:
+        """Per-reference hits of described query frames: each frame's ``top_k`` reference frames
+        over all views, similarity normalized by the noise set, kept above ``sim_floor``."""
+        p = self.params
+        if len(index) == 0 or len(qd.desc) == 0:
             return {}
-        fi, sims, rows = np.concatenate(fi), np.concatenate(sims), np.concatenate(rows)
+        s, r = index.search(qd.desc, p.top_k)
+        fi = np.repeat(qd.frame, s.shape[1])
+        sims = (s - qd.bias[:, None]).ravel()
+        rows = r.ravel()
+        ok = rows >= 0
+        fi, sims, rows = fi[ok], sims[ok], rows[ok]
         # Best view per (query frame, reference frame).
         key = fi * (len(index) + 1) + rows
         order = np.lexsort((-sims, key))
         first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
         fi, sims, rows = fi[first], sims[first], rows[first]
-        return index.hits(np.concatenate(t_all)[fi], sims, rows, 1.0 / p.query_fps, p.sim_floor)
+        return index.hits(qd.times_s[fi], sims, rows, qd.span_s, p.sim_floor)
 
-    def _search_batch(self, frames: np.ndarray, index: VisualIndex):
-        """``(frame indices, normalized sims, reference rows)`` of one batch of query frames, every view."""
+    def query(self, path: PathLike, index: VisualIndex, info: Optional[MediaInfo] = None) -> Dict[str, Hits]:
+        """:meth:`search` of :meth:`describe_query`: per-reference hits of a query file."""
+        if len(index) == 0:
+            return {}
+        return self.search(self.describe_query(path, info), index)
+
+    def describe_batch(self, frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(frame index (k,), centred descriptors (k, 512))`` of every view of a batch of query
+        frames ``(m, h, w, 3)``."""
         p = self.params
         m = len(frames)
         # (frame indices, view) jobs: the full frame and its mirror everywhere; layout views
@@ -138,16 +185,12 @@ class VisualMatcher:
         jobs = [(np.arange(m), v) for v in detect_views(frames[:0], flip=p.views)]
         if p.views:
             w = p.view_window_frames
-            for start in range(0, max(m - w // 2, 1), w // 2):
+            g = gray(frames)  # once per batch, shared by the overlapping windows
+            layout = {}  # crop box -> frames it applies to: overlapping windows that find the
+            for start in range(0, max(m - w // 2, 1), w // 2):  # same box describe a frame once
                 idx = np.arange(start, min(start + w, m))
-                jobs += [(idx, v) for v in detect_views(frames[idx], flip=False) if v.name != "full"]
-        # Every view of the batch is described in one call, in full model batches.
-        px = self.descriptor.input_px
-        crops = np.concatenate([resize(v.apply(frames[idx]), px) for idx, v in jobs])
-        d = self.embed(crops)
-        s, r = index.search(d, p.top_k)
-        fi = np.repeat(np.concatenate([idx for idx, _ in jobs]), s.shape[1])
-        sims = (s - self._bias(d)[:, None]).ravel()
-        rows = r.ravel()
-        ok = rows >= 0
-        return fi[ok], sims[ok], rows[ok]
+                for v in detect_views(g[idx], flip=False):
+                    if v.name != "full":
+                        layout.setdefault(v, set()).update(idx.tolist())
+            jobs += [(np.array(sorted(ix)), v) for v, ix in layout.items()]
+        return np.concatenate([idx for idx, _ in jobs]), self.embed_views(frames, jobs)

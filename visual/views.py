@@ -70,25 +70,35 @@ def _layout_lines(profile: np.ndarray, length: int) -> List[int]:
     return sorted(lines[:MAX_LINES])
 
 
+def gray(frames: np.ndarray) -> np.ndarray:
+    """float32 ``(n, h, w)`` mean of the three channels of uint8 ``(n, h, w, 3)`` frames (a
+    uint16 sum first: 15x faster than a float mean over the last axis)."""
+    s = frames[..., 0].astype(np.uint16)
+    s += frames[..., 1]
+    s += frames[..., 2]
+    return s.astype(np.float32) * np.float32(1.0 / 3.0)
+
+
 def detect_views(frames: np.ndarray, flip: bool = True) -> List[View]:
-    """Views of a query given its frames ``(n, h, w, 3)`` uint8 (a sample of 8-40 frames is plenty).
+    """Views of a query given its frames ``(n, h, w, 3)`` uint8, or their :func:`gray` levels
+    ``(n, h, w)`` float32 (a sample of 8-40 frames is plenty).
 
     Always the full frame (and its mirror when ``flip``); then the trimmed area when bars were
     found; then every cell of the grid drawn by persistent edges (stacked scenes, picture-in-
     picture) that is at least ``MIN_CELL_FRAC`` of the frame on each side.
     """
-    n, h, w, _ = frames.shape
+    n, h, w = frames.shape[:3]
     views = [View("full", 0, h, 0, w)]
     if flip:
         views.append(View("flip", 0, h, 0, w, flip=True))
     if n == 0:
         return views
-    gray = frames.astype(np.float32).mean(axis=3)
-    y0, y1, x0, x1 = _trim_box(gray)
+    gray_ = frames if frames.ndim == 3 else gray(frames)
+    y0, y1, x0, x1 = _trim_box(gray_)
     if (y1 - y0) < 0.95 * h or (x1 - x0) < 0.95 * w:
         if (y1 - y0) >= MIN_CELL_FRAC * h and (x1 - x0) >= MIN_CELL_FRAC * w:
             views.append(View("trim", y0, y1, x0, x1))
-    g = gray[:, y0:y1, x0:x1]
+    g = gray_[:, y0:y1, x0:x1]
     # Median over frames: a layout edge is there in (nearly) every frame, content edges move.
     row_prof = np.median(np.abs(np.diff(g, axis=1)).mean(axis=2), axis=0)
     col_prof = np.median(np.abs(np.diff(g, axis=2)).mean(axis=1), axis=0)

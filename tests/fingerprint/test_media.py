@@ -363,3 +363,42 @@ def test_frame_times_follow_stream_start(colour_clip, tmp_path, path_kind):
         info = media.probe(shifted)
         times = np.concatenate([b.times_s for b in media._iter_frames_ffmpeg(str(shifted), 2.0, None, info, 32)])
     assert times[0] == pytest.approx(1.0, abs=1.0 / 30)
+
+
+# ---------------------------------------------------------------------------------------------
+# prefetch: decoding ahead in a thread
+# ---------------------------------------------------------------------------------------------
+
+def test_prefetch_gives_the_same_batches_in_order(colour_clip):
+    plain = list(media.iter_frames(colour_clip, 4.0, batch=3))
+    ahead = list(media.prefetch(media.iter_frames(colour_clip, 4.0, batch=3), depth=2))
+    assert len(ahead) == len(plain) == 6
+    for a, b in zip(ahead, plain):
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.times_s, b.times_s)
+
+
+def test_prefetch_raises_the_producers_error_in_the_caller(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(MediaError) as err:
+        list(media.prefetch(media.iter_frames(bad, 1.0)))
+    assert_one_line_naming(err.value, bad)
+
+
+def test_prefetch_stopped_early_closes_the_producer():
+    closed = []
+
+    def numbers():
+        try:
+            for i in range(1000):
+                yield i
+        finally:
+            closed.append(True)
+
+    got = []
+    for x in media.prefetch(numbers(), depth=2):
+        got.append(x)
+        if x == 4:
+            break
+    assert got == [0, 1, 2, 3, 4] and closed == [True]
