@@ -48,6 +48,10 @@ class AudioParams:
     #: Hashes whose lookup returns more entries than this are skipped at query time: very common
     #: hashes (tones, silence edges) say little and would dominate the vote.
     max_hits_per_hash: int = 200
+    #: ...or, in a large index, more than this many times the mean entries of a lookup (3 hash
+    #: buckets): at 1,000 reference hours a lookup meets ~260 entries by chance alone, and a
+    #: fixed cap would skip nearly every lookup.
+    common_ratio: float = 10.0
 
     @property
     def hop_s(self) -> float:
@@ -56,7 +60,7 @@ class AudioParams:
     def index_key(self) -> dict:
         """The parameters that must agree between an index and the queries run against it."""
         d = asdict(self)
-        for k in ("tempo_speeds", "resample_speeds", "max_hits_per_hash"):
+        for k in ("tempo_speeds", "resample_speeds", "max_hits_per_hash", "common_ratio"):
             d.pop(k)
         return d
 

@@ -96,3 +96,80 @@ def test_damaged_index_fails_clearly(tmp_path):
     with pytest.raises(IndexFormatError) as err:
         AudioIndex.load(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def _random_entries(n, seed=0, n_refs=50):
+    from audio.landmarks import HASH_MAX
+
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, HASH_MAX, n).astype(np.uint32), rng.integers(0, n_refs, n).astype(np.uint32),
+            rng.uniform(0, 3600, n).astype(np.float32))
+
+
+def test_directory_lookup_equals_a_brute_force_lookup():
+    """Every entry whose hash is within one of a query hash, and nothing else, at speed 1."""
+    h, r, t = _random_entries(200_000, seed=1, n_refs=3)
+    ix = AudioIndex.from_arrays(h, r, t, ["A", "B", "C"])
+    q = lms(3, 5.0)
+    got = ix.query(q, speeds=[(1.0, 1.0)])
+    qh = q.hashes().astype(np.int64)
+    want = {}
+    for i, x in enumerate(qh):
+        for e in np.flatnonzero(np.abs(h.astype(np.int64) - x) <= 1):
+            want.setdefault(["A", "B", "C"][r[e]], set()).add((float(q.t_s[i]), float(t[e])))
+    assert want and {k: set(zip(v.query_t.tolist(), v.ref_t.tolist())) for k, v in got.items()} == want
+
+
+def test_from_arrays_sorts_unless_presorted():
+    h, r, t = _random_entries(50_000, seed=2, n_refs=2)
+    q = lms(4, 5.0)
+    unsorted = AudioIndex.from_arrays(h, r, t, ["A", "B"]).query(q)
+    order = np.lexsort((t, r, h))
+    presorted = AudioIndex.from_arrays(h[order], r[order], t[order], ["A", "B"], presorted=True).query(q)
+    assert unsorted.keys() == presorted.keys() and unsorted
+    for k in unsorted:
+        np.testing.assert_array_equal(unsorted[k].ref_t, presorted[k].ref_t)
+
+
+def test_cap_grows_with_the_index_so_a_big_index_still_finds_copies():
+    """In a big index every lookup meets many entries by chance; a fixed cap set for small
+    indexes would skip them all. Scaled down: 4M random entries (6 per lookup on average) and a
+    fixed cap of 5, as 180M entries (1,000 h) meet a cap of 200."""
+    h, r, t = _random_entries(4_000_000, seed=3)
+    ref = lms(5, 20.0)
+    hh = ref.hashes()
+    ok = hh < (1 << 21)
+    ids = [f"N{i}" for i in range(50)] + ["R"]
+    all_h = np.concatenate([h, hh[ok]])
+    all_r = np.concatenate([r, np.full(int(ok.sum()), 50, np.uint32)])
+    all_t = np.concatenate([t, ref.t_s[ok].astype(np.float32)])
+    q = extract_landmarks(AudioSignal(music(20.0, P.sr_hz, seed=5)[5 * P.sr_hz:15 * P.sr_hz], P.sr_hz, 0.0))
+    for ratio, found in ((0.0, False), (10.0, True)):
+        ix = AudioIndex.from_arrays(all_h, all_r, all_t, ids, AudioParams(max_hits_per_hash=5, common_ratio=ratio))
+        hits = ix.query(q, speeds=[(1.0, 1.0)])
+        n_true = len(hits["R"]) if "R" in hits else 0
+        assert (n_true > 0.3 * len(q)) == found, (ratio, n_true, len(q))
+    best = max(hits, key=lambda k: hits[k].score.sum())
+    assert best == "R"
+    assert np.median(hits["R"].ref_t - hits["R"].query_t) == pytest.approx(5.0, abs=0.02)
+
+
+def test_expand_union_is_every_entry_of_the_union_of_ranges_once():
+    from audio.index import _expand_union
+
+    rng = np.random.default_rng(7)
+    q = rng.integers(0, 20, 300)
+    lo = rng.integers(0, 500, 300)
+    hi = lo + rng.integers(1, 15, 300)
+    got_q, got_e = _expand_union(q, lo, hi)
+    want = sorted({(int(a), int(e)) for a, l, h in zip(q, lo, hi) for e in range(l, h)})
+    assert list(zip(got_q.tolist(), got_e.tolist())) == want
+
+
+def test_min_hits_leaves_out_references_met_too_rarely():
+    ix = AudioIndex()
+    ix.add("R", lms(1))
+    q = lms(1)
+    all_hits = ix.query(q)
+    n = len(all_hits["R"])
+    assert "R" in ix.query(q, min_hits=n) and ix.query(q, min_hits=n + 1) == {}

@@ -115,3 +115,29 @@ def test_list_media_and_ids(tmp_path):
     for bad in ("../x", "a/b", ".x", "", "x\n"):
         with pytest.raises(Exception, match="not a plain video id"):
             check_id(bad, "x")
+
+
+def test_audio_beside_visual_gives_the_sequential_result(tmp_path):
+    """pair_segments runs the audio stage in a thread beside the visual one; with a deadline it
+    runs them one after the other. Both find the copy in both modalities, with the same numbers."""
+    import shutil
+
+    from fingerprint.pipeline import QueryMatcher
+    from fingerprint.synth import music
+    from fingerprint.synth_video import scene_video
+
+    ref = scene_video(tmp_path / "R1.mp4", 12.0, seed=5, audio=(music(12.0, 16000, seed=9), 16000))
+    query = shutil.copy(ref, tmp_path / "Q1.mp4")
+    lib = Library.create(tmp_path / "ix")
+    lib.add_file(ref)
+    m = QueryMatcher(lib)
+    qid, beside = m.pair_segments(query)
+    _, one_by_one = m.pair_segments(query, deadline=time.monotonic() + 1e6)
+    assert qid == "Q1" and set(beside) == set(one_by_one) == {"R1"}
+    audio_segs, visual_segs = beside["R1"]
+    assert audio_segs and visual_segs
+    for a, b in zip(beside["R1"], one_by_one["R1"]):
+        assert [(s.query_start, s.query_end, s.ref_start, s.ref_end, s.score) for s in a] == \
+            [(s.query_start, s.query_end, s.ref_start, s.ref_end, s.score) for s in b]
+    # the copy is the whole clip, at speed 1
+    assert abs(audio_segs[0].ref_start - audio_segs[0].query_start) < 0.1
