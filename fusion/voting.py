@@ -23,20 +23,38 @@ def _slope_grid(p: VoteParams) -> np.ndarray:
     return grid
 
 
+#: best_line evaluates this many (slope, offset bin) cells at a time at most (~32 MB of float64).
+_MAX_CELLS = 4_000_000
+
+
 def best_line(q: np.ndarray, r: np.ndarray, w: np.ndarray, p: VoteParams) -> Tuple[float, float, float]:
-    """The (slope, offset, votes) cell with the most weight; offset in seconds (``r = s*q + b``)."""
+    """The (slope, offset, votes) cell with the most weight; offset in seconds (``r = s*q + b``).
+
+    Every slope of the grid is histogrammed in one ``bincount`` (slopes in chunks that keep the
+    table under ``_MAX_CELLS``); ties go to the first slope of the grid and the first bin, and
+    each bin sums its hits in input order, so the result does not depend on the chunking."""
+    grid = _slope_grid(p)
     best = (1.0, 0.0, -1.0)
-    for s in _slope_grid(p):
-        b = r - s * q
-        b0 = b.min()
+    if q.size == 0:
+        return best
+    span = (r.max() - r.min()) + max(abs(grid[0]), abs(grid[-1])) * (q.max() - q.min())
+    n_bins = int(span / p.offset_bin_s) + 3  # enough for every slope's offsets, plus a neighbour
+    step = max(1, min(grid.size, _MAX_CELLS // max(n_bins, q.size)))
+    for s0 in range(0, grid.size, step):
+        sl = grid[s0:s0 + step]
+        b = r[None, :] - sl[:, None] * q[None, :]
+        b0 = b.min(axis=1, keepdims=True)
         k = ((b - b0) / p.offset_bin_s).astype(np.int64)
-        c = np.bincount(k, weights=w)
-        if c.size > 1:
-            c = c[:-1] + c[1:]
-        i = int(np.argmax(c))
-        if c[i] > best[2]:
-            sel = (k == i) | (k == i + 1)
-            best = (float(s), float(np.average(b[sel], weights=w[sel])), float(c[i]))
+        rows = np.arange(sl.size)[:, None]
+        c = np.bincount((rows * n_bins + k).ravel(), weights=np.broadcast_to(w, k.shape).ravel(),
+                        minlength=sl.size * n_bins).reshape(sl.size, n_bins)
+        c = c[:, :-1] + c[:, 1:]  # a line on a bin edge counts whole
+        i = np.argmax(c, axis=1)
+        top = c[np.arange(sl.size), i]
+        j = int(np.argmax(top))
+        if top[j] > best[2]:
+            sel = (k[j] == i[j]) | (k[j] == i[j] + 1)
+            best = (float(sl[j]), float(np.average(b[j][sel], weights=w[sel])), float(top[j]))
     return best
 
 

@@ -87,3 +87,37 @@ def test_weights_count_not_hits():
     assert find_segments(light, p) == []
     heavy = Hits(q, r, np.full(q.size, 0.5), np.zeros(q.size), "audio")    # total weight 20
     assert find_segments(heavy, p)[0].score == pytest.approx(20.0)
+
+
+def _best_line_one_slope_at_a_time(q, r, w, p):
+    """The plain definition: for each slope of the grid in order, an offset histogram with
+    neighbouring bins summed; the first strictly best cell wins."""
+    from fusion.voting import _slope_grid
+
+    best = (1.0, 0.0, -1.0)
+    for s in _slope_grid(p):
+        b = r - s * q
+        k = ((b - b.min()) / p.offset_bin_s).astype(np.int64)
+        c = np.bincount(k, weights=w)
+        if c.size > 1:
+            c = c[:-1] + c[1:]
+        i = int(np.argmax(c))
+        if c[i] > best[2]:
+            sel = (k == i) | (k == i + 1)
+            best = (float(s), float(np.average(b[sel], weights=w[sel])), float(c[i]))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_best_line_is_the_plain_definition_whatever_the_chunking(seed, monkeypatch):
+    from fusion import voting
+
+    rng = np.random.default_rng(seed)
+    hits = make(line_hits(5.0, 12.0, 30.0, rng.uniform(0.6, 1.8), seed=seed), noise_hits(200, seed=seed))
+    w = rng.uniform(0.2, 1.0, hits.query_t.size)
+    for p in (AUDIO_VOTE, VoteParams(slope_step=0.02, offset_bin_s=0.5)):
+        want = _best_line_one_slope_at_a_time(hits.query_t, hits.ref_t, w, p)
+        assert voting.best_line(hits.query_t, hits.ref_t, w, p) == want
+        monkeypatch.setattr(voting, "_MAX_CELLS", 5000)  # a few slopes per chunk
+        assert voting.best_line(hits.query_t, hits.ref_t, w, p) == want
+        monkeypatch.undo()
