@@ -163,7 +163,7 @@ def _cmd_match(args) -> int:
     files = list_media(args.queries)
     if not files:
         raise FingerprintError(f"{args.queries}: no media files found")
-    matcher = QueryMatcher(Library.open(args.index), args.modality)
+    matcher = QueryMatcher([Library.open(ix) for ix in args.index], args.modality)
     if args.min_score is not None:
         from dataclasses import replace
 
@@ -311,7 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the segment is a real copy, comparable across queries). Unreadable queries "
                                     "are skipped, reported, and listed in OUTPUT.skipped.csv.")
     mt.add_argument("queries", help="directory of query videos, or a list file")
-    mt.add_argument("-i", "--index", required=True, help="index directory made by `fingerprint index`")
+    mt.add_argument("-i", "--index", required=True, action="append",
+                    help="index directory made by `fingerprint index`; repeat it for shards of one collection "
+                         "(-i shard1 -i shard2): each query is decoded and described once and searched in every "
+                         "shard, and the rows of all shards are ranked together")
     mt.add_argument("-o", "--output", required=True, help="CSV to write (full_matches format)")
     mt.add_argument("--modality", choices=["audio", "visual", "both"], default="both",
                     help="evidence to use (default: both, i.e. what the index has)")

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import FingerprintError
 
-#: Per worker process: the library opened for matching, by index path.
+#: Per worker process: the libraries opened for matching, by index paths.
 _LIBRARIES = {}
 _MODEL_THREADS_ENV = "FINGERPRINT_MODEL_THREADS"
 
@@ -43,16 +43,18 @@ def describe_reference(path: str, modalities: Sequence[str], visual_model: str) 
         return path, getattr(exc, "reason", str(exc))
 
 
-def query_segments(index_root: str, path: str, modality: str, query_id: Optional[str] = None):
+def query_segments(index_roots, path: str, modality: str, query_id: Optional[str] = None):
     """``(path, (query_id, per_ref))`` as :meth:`QueryMatcher.pair_segments` gives, or
-    ``(path, reason)`` when the file cannot be read."""
+    ``(path, reason)`` when the file cannot be read. ``index_roots``: one index directory or
+    a tuple of them (shards)."""
     from .pipeline import Library, QueryMatcher
 
+    roots = (index_roots,) if isinstance(index_roots, str) else tuple(index_roots)
     try:
-        lib = _LIBRARIES.get(index_root)
-        if lib is None:
-            lib = _LIBRARIES[index_root] = Library.open(index_root)
-        return path, QueryMatcher(lib, modality).pair_segments(path, query_id)
+        libs = _LIBRARIES.get(roots)
+        if libs is None:
+            libs = _LIBRARIES[roots] = [Library.open(r) for r in roots]
+        return path, QueryMatcher(libs, modality).pair_segments(path, query_id)
     except FingerprintError as exc:
         return path, getattr(exc, "reason", str(exc))
 

@@ -284,23 +284,32 @@ class Library:
 
 
 class QueryMatcher:
-    """Finds the copied segments of query files in a :class:`Library`.
+    """Finds the copied segments of query files in a :class:`Library`, or in several (shards).
 
+    ``library``: one library, or a list of libraries holding disjoint references (shards of one
+    collection, built with the same parameters): each query is decoded and described once, then
+    searched in every shard, and the rows of all shards are ranked together (scores are per
+    segment, so they compare across shards).
     ``modality``: ``"both"`` (what the library has), ``"audio"`` or ``"visual"``.
     ``calibration``: a :class:`fusion.Calibration` (default: the committed one); scores are
     P(copy) and rows under ``fuse.min_score`` are dropped.
     """
 
-    def __init__(self, library: Library, modality: str = "both", calibration=None, fuse=None,
-                 audio_vote=None, visual_vote=None):
+    def __init__(self, library: Union[Library, Sequence[Library]], modality: str = "both", calibration=None,
+                 fuse=None, audio_vote=None, visual_vote=None):
         from fusion import AUDIO_VOTE, FUSE, VISUAL_VOTE
 
-        self.lib = library
-        wanted = library.modalities if modality == "both" else [modality]
-        missing = [m for m in wanted if m not in library.modalities]
-        if missing:
-            raise FingerprintError(f"{library.root}: the index has no {missing[0]} fingerprints "
-                                   f"(it has: {', '.join(library.modalities) or 'nothing'})")
+        self.libs = [library] if isinstance(library, Library) else list(library)
+        if not self.libs:
+            raise FingerprintError("no index given")
+        self.lib = self.libs[0]
+        wanted = self.lib.modalities if modality == "both" else [modality]
+        for lib in self.libs:
+            missing = [m for m in wanted if m not in lib.modalities]
+            if missing:
+                raise FingerprintError(f"{lib.root}: the index has no {missing[0]} fingerprints "
+                                       f"(it has: {', '.join(lib.modalities) or 'nothing'})")
+        _check_shards(self.libs, wanted)
         self.modalities = wanted
         self.fuse = fuse or FUSE
         self.audio_vote = audio_vote or AUDIO_VOTE
@@ -340,14 +349,23 @@ class QueryMatcher:
             from audio import fingerprint_file
 
             lm = fingerprint_file(path, self.lib.audio.params, info=info)
-            # A reference met fewer times than the voter's minimum (votes weigh <= 1) cannot
-            # give a segment: the index leaves it out, which matters in large indexes.
-            hits = self.lib.audio.query(lm, min_hits=math.ceil(self.audio_vote.min_hits))
-            return {rid: find_segments(h, self.audio_vote) for rid, h in hits.items()}
+            out = {}
+            for lib in self.libs:  # described once, searched in every shard
+                # A reference met fewer times than the voter's minimum (votes weigh <= 1) cannot
+                # give a segment: the index leaves it out, which matters in large indexes.
+                hits = lib.audio.query(lm, min_hits=math.ceil(self.audio_vote.min_hits))
+                out.update({rid: find_segments(h, self.audio_vote) for rid, h in hits.items()})
+            return out
 
         def visual_stage():
-            hits = self.lib.visual_matcher(cheap).query(path, self.lib.visual, info=info)
-            return {rid: find_segments(h, self.visual_vote) for rid, h in hits.items()}
+            if not any(len(lib.visual) for lib in self.libs):
+                return {}
+            vm = self.lib.visual_matcher(cheap)
+            qd = vm.describe_query(path, info=info)
+            out = {}
+            for lib in self.libs:
+                out.update({rid: find_segments(h, self.visual_vote) for rid, h in vm.search(qd, lib.visual).items()})
+            return out
 
         if deadline is None and run_audio and run_visual:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as ex:
@@ -409,7 +427,8 @@ class QueryMatcher:
         from .parallel import ordered_map, query_segments
 
         modality = "both" if self.modalities == self.lib.modalities else self.modalities[0]
-        jobs = [(str(self.lib.root), str(p), modality) for p in paths]
+        roots = tuple(str(lib.root) for lib in self.libs)
+        jobs = [(roots, str(p), modality) for p in paths]
         for path, res in ordered_map(query_segments, jobs, workers, dask_scheduler, dask_local, progress):
             if isinstance(res, str):
                 rep.skipped.append((path, res))
@@ -417,6 +436,27 @@ class QueryMatcher:
             segs += self.finish(self.merge(*res))
             rep.done.append(video_id(path))
         return segs, rep
+
+
+def _check_shards(libs: Sequence[Library], modalities: Sequence[str]) -> None:
+    """FingerprintError unless the libraries can be searched with one query description: the
+    same audio and visual parameters, and no reference in two of them."""
+    if len(libs) < 2:
+        return
+    first = libs[0]
+    for lib in libs[1:]:
+        if "audio" in modalities and lib.audio.params.index_key() != first.audio.params.index_key():
+            raise FingerprintError(f"{lib.root}: built with other audio parameters than {first.root}; "
+                                   "shards must share them")
+        if "visual" in modalities and lib.visual.params.index_key() != first.visual.params.index_key():
+            raise FingerprintError(f"{lib.root}: built with another visual model or settings than {first.root} "
+                                   f"({lib.visual.params.index_key()} vs {first.visual.params.index_key()})")
+    seen = {}
+    for lib in libs:
+        for rid in lib.ref_ids:
+            if rid in seen:
+                raise FingerprintError(f"reference {rid!r} is in two shards: {seen[rid]} and {lib.root}")
+            seen[rid] = lib.root
 
 
 FULL_MATCHES_COLUMNS = ["query_id", "ref_id", "query_start", "query_end", "ref_start", "ref_end", "score"]

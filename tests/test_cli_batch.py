@@ -108,3 +108,26 @@ def test_evaluate_bad_file_is_one_line(capsys, library, tmp_path):
     bad.write_text(FULL + ",extra\nQ1,R2,0,1,0,1,0.5,x\n")
     rc, out, err = run_main(capsys, "evaluate", d / "gt.csv", bad)
     assert_one_line_error(rc, out, err, bad, "unexpected column(s) extra")
+
+
+def test_match_over_shards_gives_the_single_index_rows(capsys, library, tmp_path):
+    """References split over two shards (-i A -i B) give exactly the rows of one index holding
+    them all; a reference in two shards is refused with one line."""
+    d, audio = library
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for rid in ("R1", "R2", "R3"):
+        write_wav(refs / f"{rid}.wav", audio[rid], SR)
+    (tmp_path / "a.txt").write_text("refs/R1.wav\nrefs/R3.wav\n")
+    (tmp_path / "b.txt").write_text("refs/R2.wav\n")
+    for name, src in (("all", refs), ("A", tmp_path / "a.txt"), ("B", tmp_path / "b.txt")):
+        rc, _, err = run_main(capsys, "index", src, "-o", tmp_path / name, "--modality", "audio")
+        assert rc == 0, err
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    assert run_main(capsys, "match", d / "queries", "-i", tmp_path / "all", "-o", one)[0] == 0
+    assert run_main(capsys, "match", d / "queries", "-i", tmp_path / "A", "-i", tmp_path / "B", "-o", two)[0] == 0
+    rows = one.read_text()
+    assert rows == two.read_text() and {"R1", "R2", "R3"} <= set(pd.read_csv(one).ref_id)
+    rc, out, err = run_main(capsys, "match", d / "queries", "-i", tmp_path / "A", "-i", tmp_path / "all",
+                            "-o", tmp_path / "x.csv")
+    assert_one_line_error(rc, out, err, "R1", "is in two shards")
