@@ -45,9 +45,12 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
+# speed against the decode floor, index size, latency against synthetic indexes up to 1,000 h:
+# docs/speed_results.md + docs/speed.png, beside the committed GPU-machine runs (docs/speed_h100_*.json)
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_audio.py --out docs/audio_benchmark.md
-	$(BIN)/python scripts/bench_speed.py --out docs/speed.md
+	$(BIN)/python scripts/bench_speed.py --device cpu --json docs/speed_cpu.json --out docs/speed_results.md \
+	  --plot docs/speed.png --with $(wildcard docs/speed_h100*.json)
 
 # µAP of audio-only, visual-only and fused matching on a generated benchmark (data kept in bench_data/)
 bench-matching: $(BIN)/.installed

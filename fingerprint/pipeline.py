@@ -361,10 +361,9 @@ class QueryMatcher:
             if not any(len(lib.visual) for lib in self.libs):
                 return {}
             vm = self.lib.visual_matcher(cheap)
-            qd = vm.describe_query(path, info=info)
-            out = {}
-            for lib in self.libs:
-                out.update({rid: find_segments(h, self.visual_vote) for rid, h in vm.search(qd, lib.visual).items()})
+            out = {}  # described once, batch by batch, each batch searched in every shard
+            for hits in vm.search_many(vm.describe_batches(path, info=info), [lib.visual for lib in self.libs]):
+                out.update({rid: find_segments(h, self.visual_vote) for rid, h in hits.items()})
             return out
 
         if deadline is None and run_audio and run_visual:

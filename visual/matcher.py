@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -53,12 +53,13 @@ def noise_descriptors(model: str) -> Optional[np.ndarray]:
 
 @dataclass
 class QueryDescriptors:
-    """What a query's frames become before any index is searched.
+    """What a query's frames (or one batch of them) become before any index is searched.
 
     ``times_s`` ``(n,)``: time of each sampled frame; ``frame`` ``(k,)``: the frame each
-    descriptor describes (a frame has one descriptor per view); ``desc`` ``(k, 512)`` centred
-    unit descriptors; ``bias`` ``(k,)``: the score-normalization term of each; ``span_s``: the
-    time one query frame stands for (1 / query_fps).
+    descriptor describes, counted from the query's first frame (a frame has one descriptor per
+    view); ``desc`` ``(k, 512)`` centred unit descriptors; ``bias`` ``(k,)``: the
+    score-normalization term of each; ``span_s``: the time one query frame stands for
+    (1 / query_fps).
     """
 
     times_s: np.ndarray
@@ -123,56 +124,84 @@ class VisualMatcher:
         top = -np.partition(-s, k - 1, axis=1)[:, :k]
         return self.params.beta * top.mean(axis=1)
 
-    def describe_query(self, path: PathLike, info: Optional[MediaInfo] = None) -> QueryDescriptors:
-        """The query's descriptors over all views (see :class:`QueryDescriptors`), computed once
-        and searchable in any number of indexes (shards) with :meth:`search`. Frames stream
-        through in batches of ``STREAM_BATCH``; the next batch decodes (in a thread) while this
-        one is described."""
+    def describe_batches(self, path: PathLike, info: Optional[MediaInfo] = None) -> Iterator[QueryDescriptors]:
+        """The query's descriptors over all views, one :class:`QueryDescriptors` per batch of
+        ``STREAM_BATCH`` frames (frame numbers count from the query's first frame). The next
+        batch decodes in a thread while this one is described."""
         p = self.params
         info = info or probe(path)
         return self.describe_frames(prefetch(iter_frames(path, p.query_fps, _work_size(info, p.work_width_px),
                                                          batch=STREAM_BATCH, info=info)))
 
-    def describe_frames(self, batches: Iterable[Frames]) -> QueryDescriptors:
-        """:meth:`describe_query` of frames already decoded (batches of :class:`Frames` sampled
-        at ``query_fps``, ``work_width_px`` wide)."""
-        times, frame, desc = [np.zeros(0)], [np.zeros(0, np.int64)], [np.zeros((0, self.descriptor.dim), np.float32)]
-        bias = [np.zeros(0, np.float32)]
+    def describe_frames(self, batches: Iterable[Frames]) -> Iterator[QueryDescriptors]:
+        """:meth:`describe_batches` of frames already decoded (batches of :class:`Frames`
+        sampled at ``query_fps``, ``work_width_px`` wide)."""
         offset = 0
         for b in batches:
             f, d = self.describe_batch(b.frames)
-            frame.append(f + offset)
-            desc.append(d)
-            bias.append(self._bias(d))  # per batch: the similarity matrix to the noise set stays small
-            times.append(b.times_s)
+            # the noise-set term per batch: the similarity matrix to the noise set stays small
+            yield QueryDescriptors(b.times_s, f + offset, d, self._bias(d).astype(np.float32),
+                                   1.0 / self.params.query_fps)
             offset += len(b.times_s)
-        return QueryDescriptors(np.concatenate(times), np.concatenate(frame), np.concatenate(desc),
-                                np.concatenate(bias).astype(np.float32), 1.0 / self.params.query_fps)
+
+    def describe_query(self, path: PathLike, info: Optional[MediaInfo] = None) -> QueryDescriptors:
+        """All of :meth:`describe_batches` in one :class:`QueryDescriptors` (memory grows with the
+        query's length: ~2 KB per frame and view)."""
+        parts = list(self.describe_batches(path, info))
+        if not parts:
+            return QueryDescriptors(np.zeros(0), np.zeros(0, np.int64), np.zeros((0, self.descriptor.dim), np.float32),
+                                    np.zeros(0, np.float32), 1.0 / self.params.query_fps)
+        return QueryDescriptors(*(np.concatenate([getattr(q, k) for q in parts])
+                                  for k in ("times_s", "frame", "desc", "bias")), span_s=parts[0].span_s)
+
+    def search_many(self, batches: Iterable[QueryDescriptors], indexes: Sequence[VisualIndex]) -> List[Dict[str, Hits]]:
+        """Per-reference hits of a query in each of ``indexes`` (shards), from its descriptors
+        given batch by batch in frame order (:meth:`describe_batches`, or one
+        :class:`QueryDescriptors` in a list). Each batch is searched in every index and then
+        dropped, so memory holds candidate matches, not descriptors. Each query frame keeps its
+        ``top_k`` reference frames per view, similarity normalized by the noise set; per
+        (query frame, reference frame), the best view counts; hits above ``sim_floor`` stay."""
+        p = self.params
+        found = [[] for _ in indexes]
+        times, span_s = [], 1.0 / p.query_fps
+        for qd in batches:
+            times.append(qd.times_s)
+            span_s = qd.span_s
+            if len(qd.desc) == 0:
+                continue
+            for cands, index in zip(found, indexes):
+                if len(index) == 0:
+                    continue
+                s, r = index.search(qd.desc, p.top_k)
+                fi = np.repeat(qd.frame, s.shape[1])
+                sims = (s - qd.bias[:, None]).ravel()
+                rows = r.ravel()
+                ok = rows >= 0
+                cands.append((fi[ok], sims[ok], rows[ok]))
+        times_s = np.concatenate(times) if times else np.zeros(0)
+        out = []
+        for cands, index in zip(found, indexes):
+            if not cands:
+                out.append({})
+                continue
+            fi, sims, rows = (np.concatenate([c[i] for c in cands]) for i in range(3))
+            # Best view per (query frame, reference frame).
+            key = fi * (len(index) + 1) + rows
+            order = np.lexsort((-sims, key))
+            first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+            fi, sims, rows = fi[first], sims[first], rows[first]
+            out.append(index.hits(times_s[fi], sims, rows, span_s, p.sim_floor))
+        return out
 
     def search(self, qd: QueryDescriptors, index: VisualIndex) -> Dict[str, Hits]:
-        """Per-reference hits of described query frames: each frame's ``top_k`` reference frames
-        over all views, similarity normalized by the noise set, kept above ``sim_floor``."""
-        p = self.params
-        if len(index) == 0 or len(qd.desc) == 0:
-            return {}
-        s, r = index.search(qd.desc, p.top_k)
-        fi = np.repeat(qd.frame, s.shape[1])
-        sims = (s - qd.bias[:, None]).ravel()
-        rows = r.ravel()
-        ok = rows >= 0
-        fi, sims, rows = fi[ok], sims[ok], rows[ok]
-        # Best view per (query frame, reference frame).
-        key = fi * (len(index) + 1) + rows
-        order = np.lexsort((-sims, key))
-        first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
-        fi, sims, rows = fi[first], sims[first], rows[first]
-        return index.hits(qd.times_s[fi], sims, rows, qd.span_s, p.sim_floor)
+        """:meth:`search_many` of one :class:`QueryDescriptors` in one index."""
+        return self.search_many([qd], [index])[0]
 
     def query(self, path: PathLike, index: VisualIndex, info: Optional[MediaInfo] = None) -> Dict[str, Hits]:
-        """:meth:`search` of :meth:`describe_query`: per-reference hits of a query file."""
+        """Per-reference hits of a query file (:meth:`search_many` of :meth:`describe_batches`)."""
         if len(index) == 0:
             return {}
-        return self.search(self.describe_query(path, info), index)
+        return self.search_many(self.describe_batches(path, info), [index])[0]
 
     def describe_batch(self, frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``(frame index (k,), centred descriptors (k, 512))`` of every view of a batch of query

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -146,16 +146,9 @@ class Descriptor:
         if self._graph is not None:
             e = self._embed_torch(frames, jobs)
         else:
-            resized = {}
-            parts = []
-            for idx, v in jobs:
-                box = None if v is None else (v.y0, v.y1, v.x0, v.x1)
-                key = (box, idx.tobytes())
-                if key not in resized:
-                    crop = frames[idx] if box is None else frames[idx, box[0]:box[1], box[2]:box[3]]
-                    resized[key] = resize(crop, self.input_px)
-                x = resized[key]
-                parts.append(x[:, :, ::-1] if v is not None and v.flip else x)
+            parts = _cut_views(jobs, lambda idx, box: frames[idx] if box is None else
+                               frames[idx, box[0]:box[1], box[2]:box[3]],
+                               lambda crop: resize(crop, self.input_px), lambda x: x[:, :, ::-1])
             e = self._run_ort(np.concatenate(parts), batch)
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
@@ -180,21 +173,19 @@ class Descriptor:
             frames = np.ascontiguousarray(frames)
             if not frames.flags.writeable:  # frames read from an ffmpeg pipe are read-only buffers
                 frames = frames.copy()
-            f = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float()
-            resized, parts = {}, []
-            for idx, v in jobs:
-                box = None if v is None else (v.y0, v.y1, v.x0, v.x1)
-                key = (box, idx.tobytes())
-                if key not in resized:
-                    x = f[torch.from_numpy(idx).to(self.device)]
-                    if box is not None:
-                        x = x[:, :, box[0]:box[1], box[2]:box[3]]
-                    if x.shape[2] != px or x.shape[3] != px:
-                        x = F.interpolate(x, size=(px, px), mode="bilinear", antialias=True,
-                                          align_corners=False).round_().clamp_(0, 255)
-                    resized[key] = x
-                x = resized[key]
-                parts.append(x.flip(3) if v is not None and v.flip else x)
+            f = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float()  # NCHW
+
+            def take(idx, box):
+                x = f[torch.from_numpy(idx).to(self.device)]
+                return x if box is None else x[:, :, box[0]:box[1], box[2]:box[3]]
+
+            def resize_gpu(x):  # the CPU path's resize, in float, rounded as uint8 would be
+                if x.shape[2] == px and x.shape[3] == px:
+                    return x
+                return F.interpolate(x, size=(px, px), mode="bilinear", antialias=True,
+                                     align_corners=False).round_().clamp_(0, 255)
+
+            parts = _cut_views(jobs, take, resize_gpu, lambda x: x.flip(3))
             x = torch.cat(parts).permute(0, 2, 3, 1)  # the graph takes NHWC
             out = []
             for i in range(0, len(x), batch):
@@ -207,6 +198,21 @@ class Descriptor:
                     xb = torch.cat([xb, xb.new_zeros((pad,) + tuple(xb.shape[1:]))])
                 out.append(self._graph(xb)[:n])
             return torch.cat(out).float().cpu().numpy()
+
+
+def _cut_views(jobs, take: Callable, resize_fn: Callable, mirror: Callable) -> list:
+    """Each job's ``(frame indices, view)`` crop, resized: ``take(indices, box or None)`` cuts,
+    ``resize_fn`` resizes, ``mirror`` flips left-right. A crop is resized once however many
+    jobs use it, since a mirrored view is its unmirrored crop's resize, mirrored."""
+    resized, parts = {}, []
+    for idx, v in jobs:
+        box = None if v is None else (v.y0, v.y1, v.x0, v.x1)
+        key = (box, idx.tobytes())
+        if key not in resized:
+            resized[key] = resize_fn(take(idx, box))
+        x = resized[key]
+        parts.append(mirror(x) if v is not None and v.flip else x)
+    return parts
 
 
 @functools.lru_cache(maxsize=4)
