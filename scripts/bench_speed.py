@@ -254,13 +254,14 @@ def run(a) -> dict:
     refs = list_media(d / "reference")[:a.refs]
     queries = list_media(d / "query")[:a.queries]
     ref_s = sum(probe(r).duration_s for r in refs)
-    res = {"machine": machine(device), "device": device, "model": a.visual_model, "benchmark": str(d), "refs": len(refs),
-           "ref_s": ref_s, "queries": len(queries)}
+    res = {"machine": machine(device), "device": device, "model": a.visual_model, "benchmark": str(d),
+           "refs": len(refs), "ref_s": ref_s, "queries": len(queries)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         print(f"indexing {len(refs)} references ({ref_s / 60:.1f} min) ...", flush=True)
         res["index_s"] = index_times(refs, a.workers, tmp, a.visual_model)
-        files = {m: sum(f.stat().st_size for f in (tmp / "ix_default").glob(f"{m}.*.npz*")) for m in ("audio", "visual")}
+        files = {m: sum(f.stat().st_size for f in (tmp / "ix_default").glob(f"{m}.*.npz*"))
+                 for m in ("audio", "visual")}
         lib = Library.open(tmp / "ix_default")
         hours = ref_s / 3600
         res["index_bytes_per_hour"] = {m: files[m] / hours for m in files}
@@ -348,13 +349,15 @@ def markdown(runs) -> str:
             start = r["index_s"].get("startup:" + k.split("=")[-1])
             cells.append(f"{rt:.0f}x" + (f" (speed-up {one / r['index_s'][k]:.2f})" if one else "")
                          + (f"; pool start-up + 1 file: {start:.1f} s" if start else ""))
-        label = {"default": "1 process, model on every core"}.get(k, k.replace("workers=", "") + " worker process(es), 1 model thread each")
+        label = ("1 process, model on every core" if k == "default"
+                 else k.replace("workers=", "") + " worker process(es), 1 model thread each")
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += ["", "| size per reference hour | " + " | ".join(names) + " |", "|---|" + "---|" * len(runs)]
     for what, key in (("on disk", "index_bytes_per_hour"), ("in memory", "ram_bytes_per_hour")):
         out.append(f"| {what}: audio / visual (MB) | " + " | ".join(
             f"{r[key]['audio'] / 1e6:.1f} / {r[key]['visual'] / 1e6:.1f}" for r in runs) + " |")
-    out.append("| peak RSS of the benchmark process (MB) | " + " | ".join(f"{r['peak_rss_mb']:.0f}" for r in runs) + " |")
+    out.append("| peak RSS of the benchmark process (MB) | "
+               + " | ".join(f"{r['peak_rss_mb']:.0f}" for r in runs) + " |")
     lq = base["latency_query"]
     out += ["", f"Latency of one {lq['seconds']:.0f} s query ({lq['landmarks']} landmarks, {lq['descriptors']} view "
                 "descriptors) against synthetic indexes drawn like the real one, in seconds. Audio search: lookups "

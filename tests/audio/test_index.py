@@ -162,7 +162,7 @@ def test_expand_union_is_every_entry_of_the_union_of_ranges_once():
     lo = rng.integers(0, 500, 300)
     hi = lo + rng.integers(1, 15, 300)
     got_q, got_e = _expand_union(q, lo, hi)
-    want = sorted({(int(a), int(e)) for a, l, h in zip(q, lo, hi) for e in range(l, h)})
+    want = sorted({(int(a), int(e)) for a, start, end in zip(q, lo, hi) for e in range(start, end)})
     assert list(zip(got_q.tolist(), got_e.tolist())) == want
 
 
