@@ -54,13 +54,11 @@ class AudioIndex:
         ix.ref_ids = list(ref_ids)
         ix.ref_durations_s = list(ref_durations_s or [0.0] * len(ix.ref_ids))
         ix._pos = {r: i for i, r in enumerate(ix.ref_ids)}
-        ix._hash = np.asarray(hashes, np.uint32)
-        ix._ref = np.asarray(refs, np.uint32)
-        ix._t = np.asarray(times_s, np.float32)
-        if not presorted:
-            ix._pending, (ix._hash, ix._ref, ix._t) = [(ix._hash, ix._ref, ix._t)], (
-                np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.float32))
-            ix._finalize()
+        arrays = (np.asarray(hashes, np.uint32), np.asarray(refs, np.uint32), np.asarray(times_s, np.float32))
+        if presorted:
+            ix._hash, ix._ref, ix._t = arrays
+        else:  # sorted (deterministically) before the first query or save
+            ix._pending = [arrays]
         return ix
 
     def __len__(self) -> int:
@@ -145,13 +143,15 @@ class AudioIndex:
         # runs of the sorted arrays; an entry belongs to one reference, so counting it needs no
         # grouping by reference.
         run = np.flatnonzero(np.r_[True, (refs[1:] != refs[:-1]) | (qi[1:] != qi[:-1])])
-        cnt_q = np.repeat(np.diff(np.r_[run, refs.size]), np.diff(np.r_[run, refs.size]))
+        run_len = np.diff(np.r_[run, refs.size])
+        cnt_q = np.repeat(run_len, run_len)
         _, inv_e, cnt_e = np.unique(ei, return_inverse=True, return_counts=True)
         weight = 1.0 / np.sqrt(cnt_q * cnt_e[inv_e])
         starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]])
         ends = np.r_[starts[1:], refs.size]
+        enough = ends - starts >= min_hits
         out: Dict[str, Hits] = {}
-        for a, b in zip(starts[ends - starts >= min_hits], ends[ends - starts >= min_hits]):
+        for a, b in zip(starts[enough], ends[enough]):
             q, e = qi[a:b], ei[a:b]
             out[self.ref_ids[int(refs[a])]] = Hits(
                 query_t=landmarks.t_s[q].astype(np.float64),
