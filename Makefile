@@ -32,6 +32,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml requirements-models.txt
 
 demo: $(BIN)/.installed
 	$(BIN)/fingerprint make-benchmark -o $(DEMO) --queries 6 --references 4 --seed 7 --positive-rate 0.5 --max-duration 30 >/dev/null
+	rm -rf $(DEMO)/index  # built afresh: an index of an older format is refused, not converted
 	$(BIN)/fingerprint index $(DEMO)/reference -o $(DEMO)/index
 	$(BIN)/fingerprint match $(DEMO)/query -i $(DEMO)/index -o $(DEMO)/full_matches.csv
 	@echo "--- found (full_matches.csv):"; cat $(DEMO)/full_matches.csv

@@ -27,8 +27,9 @@ CHUNK_S, PAD_S = 120.0, 2.0
 def _concat(parts, hop_s: float, duration_s: float) -> Landmarks:
     if not parts:
         z = np.zeros(0, np.float32)
-        return Landmarks(z, z.copy(), z.copy(), np.zeros(0, np.int16), hop_s, duration_s)
-    return Landmarks(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("t_s", "f1", "f2", "dt")),
+        return Landmarks(z, z.copy(), z.copy(), z.copy(), np.zeros(0, np.int16), np.zeros(0, np.int16),
+                         hop_s, duration_s)
+    return Landmarks(*(np.concatenate([getattr(p, k) for p in parts]) for k in Landmarks.FIELDS),
                      hop_s=hop_s, duration_s=duration_s)
 
 
@@ -48,7 +49,7 @@ def fingerprint_file(path: Union[str, Path], params: AudioParams = AudioParams()
     def run(x: np.ndarray, x_start: float, keep_from: float, keep_to: float) -> None:
         lm = extract_landmarks(AudioSignal(x, sr, x_start), params)
         sel = (lm.t_s >= keep_from) & (lm.t_s < keep_to)
-        parts.append(Landmarks(lm.t_s[sel], lm.f1[sel], lm.f2[sel], lm.dt[sel], lm.hop_s))
+        parts.append(lm.select(sel))
 
     for block in iter_audio(path, sr, info=info):
         if buf_start is None:

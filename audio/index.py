@@ -1,9 +1,12 @@
 """Inverted index of landmark hashes: sorted numpy arrays, saved as one versioned ``.npz``.
 
-Entries are ``(hash uint32, ref uint32, t_s float32)`` sorted by hash, with a directory of
-``HASH_MAX + 1`` offsets (where each hash's entries start), so a lookup costs two array reads
-whatever the index's size. References can be added at any time; the arrays are re-sorted lazily
-before the next query or save.
+Entries are ``(hash uint64, ref uint32, t_s float32)``. A 34-bit hash space is too big for a
+directory with one slot per hash, so entries are grouped in ``2**bits`` buckets, ``bits`` growing
+with the index (about 4 entries per bucket): an entry's bucket is a multiplicative hash of its
+hash *without* the dt3 field, so the three hashes one hop of dt3 jitter can reach share a
+bucket. Entries are sorted by (bucket, hash, ref, time) and a directory of bucket offsets makes a
+lookup two array reads plus a scan of about four entries, whatever the index's size. References
+can be added at any time; the arrays are re-sorted lazily before the next query or save.
 """
 from __future__ import annotations
 
@@ -16,11 +19,25 @@ import numpy as np
 from fingerprint.storage import load_arrays, save_arrays
 from fingerprint.types import Hits
 
-from .landmarks import HASH_MAX, Landmarks
+from .landmarks import DT_BITS, HASH_BITS, HASH_MAX, Landmarks
 from .params import AudioParams
 
 INDEX_KIND = "audio-landmarks"
-INDEX_VERSION = 1
+INDEX_VERSION = 2   # 2: three-peak 34-bit hashes in bucket order (1: 21-bit pair hashes)
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)   # Fibonacci hashing: spreads the skewed hash fields evenly
+_DT_MASK = (1 << DT_BITS) - 1
+
+
+def bucket_bits(n_entries: int) -> int:
+    """Directory size (log2) for an index of ``n_entries``: about 4 entries per bucket."""
+    return int(min(30, max(4, int(n_entries).bit_length() - 2)))
+
+
+def bucket_of(hashes: np.ndarray, bits: int) -> np.ndarray:
+    """Bucket (int64) of each hash: the top ``bits`` of (hash without dt3) x a 64-bit odd constant."""
+    key = np.asarray(hashes, np.uint64) >> np.uint64(DT_BITS)
+    return ((key * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
 
 
 class AudioIndex:
@@ -37,7 +54,7 @@ class AudioIndex:
         self.ref_ids: List[str] = []
         self.ref_durations_s: List[float] = []
         self._pos: Dict[str, int] = {}
-        self._hash = np.zeros(0, np.uint32)
+        self._hash = np.zeros(0, np.uint64)
         self._ref = np.zeros(0, np.uint32)
         self._t = np.zeros(0, np.float32)
         self._pending: List[tuple] = []
@@ -47,14 +64,15 @@ class AudioIndex:
     def from_arrays(cls, hashes: np.ndarray, refs: np.ndarray, times_s: np.ndarray, ref_ids: List[str],
                     params: AudioParams = AudioParams(), ref_durations_s: Optional[List[float]] = None,
                     presorted: bool = False) -> "AudioIndex":
-        """An index from its entry arrays (``hashes`` uint32 < HASH_MAX, ``refs`` positions in
-        ``ref_ids``, ``times_s``); ``presorted``: the entries are already ordered by hash (as a
-        saved index or a generator of synthetic indexes gives them), so no sort is needed."""
+        """An index from its entry arrays (``hashes`` uint64 < HASH_MAX, ``refs`` positions in
+        ``ref_ids``, ``times_s``); ``presorted``: the entries are already in bucket order
+        (:func:`bucket_of` with :func:`bucket_bits` of their number, then hash; as a saved index
+        or a generator of synthetic indexes gives them), so no sort is needed."""
         ix = cls(params)
         ix.ref_ids = list(ref_ids)
         ix.ref_durations_s = list(ref_durations_s or [0.0] * len(ix.ref_ids))
         ix._pos = {r: i for i, r in enumerate(ix.ref_ids)}
-        arrays = (np.asarray(hashes, np.uint32), np.asarray(refs, np.uint32), np.asarray(times_s, np.float32))
+        arrays = (np.asarray(hashes, np.uint64), np.asarray(refs, np.uint32), np.asarray(times_s, np.float32))
         if presorted:
             ix._hash, ix._ref, ix._t = arrays
         else:  # sorted (deterministically) before the first query or save
@@ -87,18 +105,57 @@ class AudioIndex:
         h = np.concatenate([self._hash] + [p[0] for p in self._pending])
         r = np.concatenate([self._ref] + [p[1] for p in self._pending])
         t = np.concatenate([self._t] + [p[2] for p in self._pending])
-        order = np.lexsort((t, r, h))  # deterministic order within a bucket
+        order = np.lexsort((t, r, h, bucket_of(h, bucket_bits(h.size))))  # deterministic within a bucket
         self._hash, self._ref, self._t = h[order], r[order], t[order]
         self._pending = []
         self._dir = None
 
     def _directory(self) -> np.ndarray:
-        """``dir[h]``: index of the first entry with hash >= h, for h in 0..HASH_MAX."""
+        """``dir[b]``: index of the first entry of bucket b, for b in 0..2**bits."""
         if self._dir is None:
-            counts = np.bincount(self._hash, minlength=HASH_MAX)
+            bits = bucket_bits(self._hash.size)
+            counts = np.zeros(1 << bits, np.int64)
+            for i in range(0, self._hash.size, _CHUNK):  # in pieces: a 1,000 h index has 300M entries
+                counts += np.bincount(bucket_of(self._hash[i:i + _CHUNK], bits), minlength=1 << bits)
             dtype = np.uint32 if self._hash.size < 2 ** 32 else np.int64
             self._dir = np.concatenate([[0], np.cumsum(counts)]).astype(dtype)
         return self._dir
+
+    def _lookup(self, keys: np.ndarray, dt3: np.ndarray):
+        """``(row, entry)`` of every entry whose hash without dt3 is ``keys[row]`` and whose dt3
+        is within one hop of ``dt3[row]``, sorted by row then entry."""
+        directory = self._directory()
+        bits = int(np.log2(directory.size - 1))
+        b = ((keys.astype(np.uint64) * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
+        lo = directory[b].astype(np.int64)
+        cnt = directory[b + 1].astype(np.int64) - lo
+        row = np.repeat(np.arange(keys.size), cnt)
+        ent = np.repeat(lo - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) + np.arange(row.size)
+        eh = self._hash[ent].astype(np.int64)
+        ok = ((eh >> DT_BITS) == keys[row]) & (np.abs((eh & _DT_MASK) - dt3[row]) <= 1)
+        return row[ok], ent[ok]
+
+    def _meetings(self, landmarks: Landmarks, speeds, first: int):
+        """``(query landmark + first, entry)`` of every meeting of ``landmarks``, each once
+        whatever hypotheses found it, sorted by landmark then entry."""
+        # Lookup rows: (query landmark, hash without dt3, dt3) over every hypothesis and one hop of
+        # dt2 jitter (dt3 jitter is in the lookup); hypotheses that map a landmark to the same row
+        # are looked up once.
+        lm_idx = np.arange(len(landmarks), dtype=np.int64)
+        rows = []
+        for speed, pitch in speeds:
+            for ddt2 in (-1, 0, 1):
+                h = landmarks.hashes(speed, pitch, ddt2=ddt2).astype(np.int64)
+                ok = h < HASH_MAX
+                rows.append((lm_idx[ok] << HASH_BITS) | h[ok])
+        rows = _sorted_unique(np.concatenate(rows))
+        q_of_row, h_of_row = rows >> HASH_BITS, rows & (HASH_MAX - 1)
+        row, ent = self._lookup(h_of_row >> DT_BITS, h_of_row & _DT_MASK)
+        # Very common hashes (steady tones, silence edges) say little and would dominate the vote.
+        per_row = np.bincount(row, minlength=rows.size)
+        keep = per_row[row] <= self.params.max_hits_per_hash
+        pair = _sorted_unique(q_of_row[row[keep]] * self._hash.size + ent[keep])
+        return pair // self._hash.size + first, pair % self._hash.size
 
     def query(self, landmarks: Landmarks, speeds: Optional[List[tuple]] = None, min_hits: int = 1) -> Dict[str, Hits]:
         """Hits per reference for a query's landmarks, over all speed hypotheses.
@@ -117,21 +174,12 @@ class AudioIndex:
             speeds = [(s, 1.0) for s in p.tempo_speeds] + [(s, s) for s in p.resample_speeds if s != 1.0]
         if len(landmarks) == 0 or self._hash.size == 0:
             return {}
-        directory = self._directory()
-        cap = max(p.max_hits_per_hash, p.common_ratio * 3 * self._hash.size / HASH_MAX)
-        lm_idx = np.arange(len(landmarks), dtype=np.int64)
-        q_parts, lo_parts, hi_parts = [], [], []
-        for speed, pitch in speeds:
-            h = landmarks.hashes(speed, pitch).astype(np.int64)
-            ok = h < HASH_MAX
-            # entries with hash in [h - 1, h + 1]: one hop of dt jitter (dt is the low bits)
-            lo = directory[np.maximum(h[ok] - 1, 0)].astype(np.int64)
-            hi = directory[np.minimum(h[ok] + 2, HASH_MAX)].astype(np.int64)
-            keep = (hi > lo) & (hi - lo <= cap)
-            q_parts.append(lm_idx[ok][keep])
-            lo_parts.append(lo[keep])
-            hi_parts.append(hi[keep])
-        qi, ei = _expand_union(np.concatenate(q_parts), np.concatenate(lo_parts), np.concatenate(hi_parts))
+        # Landmarks are looked up a chunk at a time: every landmark makes ~50 lookup rows, which
+        # for an hour of query audio would be tens of millions at once.
+        parts = [self._meetings(landmarks.select(slice(c, c + QUERY_CHUNK)), speeds, c)
+                 for c in range(0, len(landmarks), QUERY_CHUNK)]
+        qi = np.concatenate([q for q, _ in parts])
+        ei = np.concatenate([e for _, e in parts])
         if qi.size == 0:
             return {}
         # (qi, ei) come sorted by qi then ei: a stable sort by reference gives (ref, qi, ei) order.
@@ -157,7 +205,7 @@ class AudioIndex:
                 query_t=landmarks.t_s[q].astype(np.float64),
                 ref_t=self._t[e].astype(np.float64),
                 score=weight[a:b],
-                span_s=landmarks.dt[q].astype(np.float64) * landmarks.hop_s,
+                span_s=landmarks.span_s[q],
                 source="audio",
             )
         return out
@@ -187,31 +235,34 @@ class AudioIndex:
             raise IndexFormatError(path, "index was built with other audio parameters; rebuild it")
         ref_ids = list(meta.get("ref_ids", []))
         h, r, t = arrays["hash"], arrays["ref"], arrays["t_s"]
-        if not (h.size == r.size == t.size) or (r.size and r.max() >= len(ref_ids)) \
-                or (h.size and (h.max() >= HASH_MAX or np.any(h[1:] < h[:-1]))):
+        if h.dtype != np.uint64 or not (h.size == r.size == t.size) or (r.size and r.max() >= len(ref_ids)) \
+                or (h.size and (h.max() >= HASH_MAX or not _in_bucket_order(h))):
             raise IndexFormatError(path, "inconsistent index arrays")
         return cls.from_arrays(h, r, t, ref_ids, params,
                                [float(x) for x in meta.get("ref_durations_s", [0.0] * len(ref_ids))], presorted=True)
 
 
-def _expand_union(q: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """``(query index, entry index)`` of every entry in the union of the ranges ``[lo, hi)``
-    of each query index, sorted by query index then entry: ranges of one query landmark that
-    overlap (its speed hypotheses mostly land in neighbouring buckets) are merged first, so each
-    meeting is expanded once."""
-    if q.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.lexsort((lo, q))
-    q, lo, hi = q[order], lo[order], hi[order]
-    # Running maximum of hi within each query index: q is sorted, so adding q * 2^40 (more than
-    # any entry index) keeps one query's maxima from leaking into the next.
-    big = np.int64(1) << 40
-    reach = np.maximum.accumulate(hi + q * big)
-    first = np.r_[True, q[1:] != q[:-1]]
-    new = first | (lo > np.r_[-1, reach[:-1]] - q * big)  # starts past all before it: a new range
-    at = np.flatnonzero(new)
-    starts, ends = lo[at], np.maximum.reduceat(hi, at)
-    cnt = ends - starts
-    rep_q = np.repeat(q[at], cnt)
-    base = np.repeat(starts - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt)
-    return rep_q, base + np.arange(rep_q.size)
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an int array by sorting (numpy's hash-based unique is ~6x slower here)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
+#: Query landmarks looked up at once (~3 minutes of audio; ~70 MB of lookup rows).
+QUERY_CHUNK = 20_000
+
+#: Entries processed at once when a whole index is scanned (bounds the temporaries).
+_CHUNK = 1 << 24
+
+
+def _in_bucket_order(h: np.ndarray) -> bool:
+    """Whether hashes ``h`` are sorted by (bucket, hash), as :meth:`AudioIndex.save` writes them."""
+    bits = bucket_bits(h.size)
+    prev = None
+    for i in range(0, h.size, _CHUNK):
+        part = h[i:i + _CHUNK]
+        key = (bucket_of(part, bits).astype(np.uint64) << np.uint64(HASH_BITS)) | part  # <= 30 + 34 bits
+        if np.any(key[1:] < key[:-1]) or (prev is not None and key[0] < prev):
+            return False
+        prev = key[-1]
+    return True

@@ -1,8 +1,14 @@
-"""Spectrogram-peak landmarks (Shazam/audfprint style) and their 21-bit hashes.
+"""Spectrogram-peak landmarks (audfprint/Panako style) and their 34-bit hashes.
 
-A landmark is a pair of spectrogram peaks: an anchor at (``t_s``, ``f1``) and a target ``dt``
-hops later at ``f2``. Its hash packs ``f1 (8 bits) | f2 - f1 (7 bits) | dt (6 bits)`` with dt in
-the low bits, so the lookup range ``[h - 1, h + 1]`` tolerates one hop of timing jitter.
+A landmark is a triplet of spectrogram peaks: an anchor at (``t_s``, ``f1``) and two later
+targets, ``dt2`` and ``dt3`` hops after it, at ``f2`` and ``f3``. Its hash packs
+``f1 (8 bits) | f2 - f1 (7) | f3 - f1 (7) | dt2 (6) | dt3 (6)`` with dt3 in the low bits.
+
+Why three peaks, not two: a pair hash has ~21 bits, so in a large index every lookup meets
+hundreds of unrelated landmarks by chance (at 1,000 reference hours a 60 s query met millions),
+and the search and the voting that follows grow with the index. The third peak adds ~13 bits:
+chance meetings become rare at any size we index, at the cost of needing three peaks to survive
+an edit instead of two (compensated by making several triplets per anchor).
 """
 from __future__ import annotations
 
@@ -17,43 +23,64 @@ from .params import AudioParams
 
 F1_BITS, DF_BITS, DT_BITS = 8, 7, 6
 _DF_OFFSET = 1 << (DF_BITS - 1)          # df is stored as df + 64, so -63..63 fit in 7 bits
-HASH_MAX = 1 << (F1_BITS + DF_BITS + DT_BITS)
+HASH_BITS = F1_BITS + 2 * DF_BITS + 2 * DT_BITS
+#: Marks a landmark with no valid hash (a field out of range); never stored in an index.
+HASH_MAX = 1 << HASH_BITS
 
 
 @dataclass
 class Landmarks:
-    """Peak pairs of one audio signal, as parallel arrays of length n (sorted by ``t_s``).
+    """Peak triplets of one audio signal, as parallel arrays of length n (sorted by ``t_s``).
 
-    ``t_s``: anchor time in seconds; ``f1``/``f2``: anchor/target frequency in (fractional) STFT
-    bins; ``dt``: target minus anchor time in hops (int). ``hop_s``: seconds per hop.
+    ``t_s``: anchor time in seconds; ``f1``/``f2``/``f3``: anchor/target frequencies in
+    (fractional) STFT bins; ``dt2`` < or = ``dt3``: target times after the anchor in hops (int).
+    ``hop_s``: seconds per hop.
     """
 
     t_s: np.ndarray
     f1: np.ndarray
     f2: np.ndarray
-    dt: np.ndarray
+    f3: np.ndarray
+    dt2: np.ndarray
+    dt3: np.ndarray
     hop_s: float
     duration_s: float = 0.0
+
+    FIELDS = ("t_s", "f1", "f2", "f3", "dt2", "dt3")
 
     def __len__(self) -> int:
         return len(self.t_s)
 
-    def hashes(self, speed: float = 1.0, pitch: float = 1.0) -> np.ndarray:
-        """uint32 hashes ``(n,)`` as the *reference* would have produced them, if this audio is the
+    def select(self, mask) -> "Landmarks":
+        """The landmarks where ``mask`` (bool or index array) holds, same ``hop_s``/``duration_s``."""
+        return Landmarks(*(getattr(self, k)[mask] for k in self.FIELDS), hop_s=self.hop_s,
+                         duration_s=self.duration_s)
+
+    @property
+    def span_s(self) -> np.ndarray:
+        """Seconds from the anchor to the last target, ``(n,)``."""
+        return self.dt3.astype(np.float64) * self.hop_s
+
+    def hashes(self, speed: float = 1.0, pitch: float = 1.0, ddt2: int = 0, ddt3: int = 0) -> np.ndarray:
+        """uint64 hashes ``(n,)`` as the *reference* would have produced them, if this audio is the
         reference played ``speed`` times faster (reference seconds per query second) with its
-        frequencies multiplied by ``pitch``. Landmarks whose mapped fields fall outside the hash
-        ranges get ``HASH_MAX`` (never stored in an index).
+        frequencies multiplied by ``pitch``; ``ddt2``/``ddt3`` (hops) are added to the mapped
+        target times, to probe one hop of timing jitter. Landmarks whose mapped fields fall
+        outside the hash ranges get ``HASH_MAX`` (never stored in an index).
 
         >>> lm.hashes()                          # doctest: +SKIP   (speed 1: the stored hashes)
         >>> lm.hashes(speed=1.1, pitch=1.1)      # doctest: +SKIP   (query was asetrate x1.1)
         """
         f1 = np.rint(self.f1 / pitch).astype(np.int64)
-        df = np.rint((self.f2 - self.f1) / pitch).astype(np.int64) + _DF_OFFSET
-        dt = np.rint(self.dt * speed).astype(np.int64)
-        ok = (f1 >= 0) & (f1 < (1 << F1_BITS)) & (df > 0) & (df < (1 << DF_BITS)) \
-            & (dt > 0) & (dt < (1 << DT_BITS))
-        h = (f1 << (DF_BITS + DT_BITS)) | (df << DT_BITS) | dt
-        return np.where(ok, h, HASH_MAX).astype(np.uint32)
+        d2 = np.rint((self.f2 - self.f1) / pitch).astype(np.int64) + _DF_OFFSET
+        d3 = np.rint((self.f3 - self.f1) / pitch).astype(np.int64) + _DF_OFFSET
+        t2 = np.rint(self.dt2 * speed).astype(np.int64) + ddt2
+        t3 = np.rint(self.dt3 * speed).astype(np.int64) + ddt3
+        ok = (f1 >= 0) & (f1 < (1 << F1_BITS)) & (d2 > 0) & (d2 < (1 << DF_BITS)) \
+            & (d3 > 0) & (d3 < (1 << DF_BITS)) & (t2 > 0) & (t2 < (1 << DT_BITS)) \
+            & (t3 > 0) & (t3 < (1 << DT_BITS))
+        h = (((((f1 << DF_BITS) | d2) << DF_BITS | d3) << DT_BITS | t2) << DT_BITS) | t3
+        return np.where(ok, h, HASH_MAX).astype(np.uint64)
 
 
 def log_spectrogram(samples: np.ndarray, params: AudioParams) -> np.ndarray:
@@ -122,11 +149,14 @@ def find_peaks(logspec: np.ndarray, params: AudioParams):
     return t[order].astype(np.int64), ff[order]
 
 
-def pair_peaks(t: np.ndarray, f: np.ndarray, params: AudioParams):
-    """Anchor/target index pairs ``(i, j)``: each anchor's first ``fan_out`` peaks in its target zone."""
+def triplet_peaks(t: np.ndarray, f: np.ndarray, params: AudioParams):
+    """Anchor/target/target index triplets ``(i, j, k)``: each anchor's first ``fan_out`` peaks in
+    its target zone, taken two at a time (``j`` before ``k``): ``fan_out * (fan_out - 1) / 2``
+    triplets per anchor, so a triplet survives an edit that keeps any two of the targets."""
     n = t.size
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    z = np.zeros(0, np.int64)
+    if n < 3:
+        return z, z.copy(), z.copy()
     # Upper bound on how many peaks can follow an anchor within dt_max (density is capped per second).
     max_ahead = int(np.ceil(params.peaks_per_s * (params.dt_max_frames * params.hop_s + 1.0))) * 2 + 1
     max_ahead = min(max_ahead, n - 1)
@@ -139,8 +169,21 @@ def pair_peaks(t: np.ndarray, f: np.ndarray, params: AudioParams):
     valid &= (dt >= params.dt_min_frames) & (dt <= params.dt_max_frames) & (np.abs(df) <= params.df_max_bins)
     rank = np.cumsum(valid, axis=1)
     valid &= rank <= params.fan_out
-    ai, k = np.nonzero(valid)
-    return ai, jj[ai, k]
+    # targets[a, r]: the anchor's r-th target (peaks are time-ordered, so r < s means not later)
+    targets = np.full((n, params.fan_out), -1, np.int64)
+    ai, c = np.nonzero(valid)
+    targets[ai, rank[ai, c] - 1] = jj[ai, c]
+    ii, jx, kx = [], [], []
+    for r in range(params.fan_out):
+        for s_ in range(r + 1, params.fan_out):
+            ok = targets[:, s_] >= 0
+            a = np.flatnonzero(ok)
+            ii.append(a)
+            jx.append(targets[a, r])
+            kx.append(targets[a, s_])
+    ii, jx, kx = np.concatenate(ii), np.concatenate(jx), np.concatenate(kx)
+    order = np.lexsort((kx, jx, ii))
+    return ii[order], jx[order], kx[order]
 
 
 def extract_landmarks(signal: AudioSignal, params: AudioParams = AudioParams()) -> Landmarks:
@@ -153,7 +196,7 @@ def extract_landmarks(signal: AudioSignal, params: AudioParams = AudioParams()) 
 
     Returns
     -------
-    Landmarks, about ``peaks_per_s * fan_out`` per second of sound (none for silence or an
+    Landmarks, about ``peaks_per_s * fan_out * (fan_out - 1) / 2`` per second of sound (none for silence or an
     empty signal).
 
     >>> from fingerprint.media import load_audio
@@ -165,12 +208,14 @@ def extract_landmarks(signal: AudioSignal, params: AudioParams = AudioParams()) 
         raise ValueError(f"signal is at {signal.sr_hz} Hz, params expect {params.sr_hz} Hz")
     logspec = log_spectrogram(signal.samples, params)
     t, f = find_peaks(logspec, params)
-    ai, ti = pair_peaks(t, f, params)
+    ai, bi, ci = triplet_peaks(t, f, params)
     return Landmarks(
         t_s=signal.start_s + t[ai] * params.hop_s,
         f1=f[ai].astype(np.float32),
-        f2=f[ti].astype(np.float32),
-        dt=(t[ti] - t[ai]).astype(np.int16),
+        f2=f[bi].astype(np.float32),
+        f3=f[ci].astype(np.float32),
+        dt2=(t[bi] - t[ai]).astype(np.int16),
+        dt3=(t[ci] - t[ai]).astype(np.int16),
         hop_s=params.hop_s,
         duration_s=signal.duration_s,
     )

@@ -34,8 +34,11 @@ class VoteParams:
     max_segments: int = 8
 
 
-#: Audio landmark hits: dense (tens per second), timed to one 16 ms hop.
-AUDIO_VOTE = VoteParams()
+#: Audio landmark hits: dense (tens per second), timed to one 16 ms hop. The index meets query
+#: landmarks only under its speed hypotheses (audio.AudioParams: tempo 0.8-1.25x, resampling
+#: 0.9-1.1x, plus a hop of tolerance), so slopes outside 0.75-1.35 can only gather chance hits:
+#: voting there would cost 2.4x the time for nothing but false lines.
+AUDIO_VOTE = VoteParams(min_slope=0.75, max_slope=1.35)
 
 #: Visual frame hits: a few per second (queries at 2 fps, references at 1 fps, so a hit's
 #: reference time is within ~0.5 s of the line), weighted by normalized similarity above the floor.

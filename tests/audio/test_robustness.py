@@ -6,7 +6,9 @@ from fingerprint.synth import AUDIO_EDITS, music, write_wav
 from fusion import AUDIO_VOTE, find_segments
 from tests.helpers import SR, copy_case
 
-EDITS = [e for e in AUDIO_EDITS if e != "mix-0db"] + ["voice-0db"]
+# mix-0db and a voice-over as loud as the music leave too few three-peak landmarks for accurate
+# bounds (docs/audio_benchmark.md measures it); test_buried_copy_is_still_placed checks them.
+EDITS = [e for e in AUDIO_EDITS if e != "mix-0db"]
 
 
 def _segments(query, ref):
@@ -23,10 +25,6 @@ def test_copy_found_with_accurate_bounds(tmp_path, edit):
     assert segs, f"no segment found under {edit}"
     best = segs[0]
     tol = 1.0 if AUDIO_EDITS.get(edit, (1.0,))[0] != 1.0 else 0.5
-    if edit == "voice-0db":
-        # Under a voice-over as loud as the music only ~3 landmarks/s survive, and the last one
-        # sits up to a second before the copy's end (docs/audio_benchmark.md measures it).
-        tol = 1.0
     got = (best.query_start, best.query_end, best.ref_start, best.ref_end)
     for name, g, t in zip(("query_start", "query_end", "ref_start", "ref_end"), got, case.truth):
         assert abs(g - t) <= tol, f"{edit}: {name} {g:.2f} vs truth {t:.2f}"
@@ -34,6 +32,20 @@ def test_copy_found_with_accurate_bounds(tmp_path, edit):
     assert best.slope == pytest.approx(speed, rel=0.02)
     # Only one copy is in the query: anything else reported must be weak.
     assert all(s.score < best.score / 3 for s in segs[1:])
+
+
+@pytest.mark.parametrize("edit", ["voice-0db", "mix-0db"])
+def test_buried_copy_is_still_placed(tmp_path, edit):
+    """Under an equally loud voice-over or music, the segment found may be shorter than the copy
+    but lies inside it, at the copy's offset."""
+    case = copy_case(tmp_path, edit, seed=4)
+    segs = _segments(case.query, case.ref)
+    assert segs, f"no segment found under {edit}"
+    best = segs[0]
+    qs, qe, rs, _ = case.truth
+    assert qs - 0.5 <= best.query_start < best.query_end <= qe + 0.5
+    assert best.query_end - best.query_start >= 2.0
+    assert best.ref_start - best.query_start == pytest.approx(rs - qs, abs=0.1)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -27,7 +27,7 @@ def make(*parts):
 
 @pytest.mark.parametrize("slope", [0.5, 0.8, 1.0, 1.25, 2.0])
 def test_one_line_at_any_speed(slope):
-    segs = find_segments(make(line_hits(10.0, 20.0, 5.0, slope), noise_hits(300)), AUDIO_VOTE)
+    segs = find_segments(make(line_hits(10.0, 20.0, 5.0, slope), noise_hits(300)), VoteParams())
     assert len(segs) == 1
     s = segs[0]
     assert s.slope == pytest.approx(slope, rel=0.005)
@@ -36,6 +36,17 @@ def test_one_line_at_any_speed(slope):
     assert s.ref_start == pytest.approx(5.0, abs=0.1)
     assert s.ref_end == pytest.approx(5.0 + 10.0 * slope, abs=0.1)
     assert 190 <= s.n_hits <= 205  # the 200 line hits, plus at most a few chance ones
+
+
+def test_audio_slopes_cover_every_speed_hypothesis_of_the_audio_index():
+    from audio import AudioParams
+
+    p = AudioParams()
+    speeds = p.tempo_speeds + p.resample_speeds
+    assert AUDIO_VOTE.min_slope <= min(speeds) * 0.95 and AUDIO_VOTE.max_slope >= max(speeds) * 1.05
+    # ...and no further: a line at 2x (no audio hypothesis meets it) is not voted for.
+    assert find_segments(make(line_hits(10.0, 20.0, 5.0, 2.0)), AUDIO_VOTE) == []
+    assert len(find_segments(make(line_hits(10.0, 20.0, 5.0, 2.0)), VoteParams())) == 1
 
 
 def test_two_segments_in_one_pair():
