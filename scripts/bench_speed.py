@@ -152,28 +152,78 @@ def index_times(refs, workers_list, tmp: Path, model: str):
 
 
 def _synthetic_audio(lib: Library, hours: float, rng):
-    """An audio index of ``hours`` reference hours whose hashes follow the measured field
-    distributions of ``lib``'s (f1, df, dt drawn independently), built presorted: the counts per
-    hash are drawn at once, so no sort of hundreds of millions of entries is needed."""
+    """An audio index of ``hours`` reference hours made of edited copies of ``lib``'s references:
+    each copy transposed by a random whole number of semitones (within +-``TRANSPOSE_SEMITONES``:
+    frequencies and intervals times 2**(n/12)) and played at a random tempo (0.8-1.25x), i.e.
+    other music of the same kind, with new ids; copy 0 is the original. Why not draw hashes at
+    random: field by field they met a real query ~700x less often than real unrelated audio does
+    (music shares notes, intervals and beats), and the latency would be far too optimistic. Why
+    not exact copies: every hash would be repeated once per copy and the per-hash cap would drop
+    them all past ~50 h. ``run`` records the chance meetings of the latency query per reference
+    hour in the real index beside those in a synthetic one."""
     from audio import AudioIndex
-    from audio.landmarks import DF_BITS, DT_BITS, HASH_MAX
+    from audio.index import bucket_bits, bucket_of
+    from audio.landmarks import DF_BITS, DT_BITS, F1_BITS
 
-    h = lib.audio._hash.astype(np.int64)
-    ref_h = sum(lib.audio.ref_durations_s) / 3600
-    per_hour = len(lib.audio) / ref_h
-    p1 = np.bincount(h >> (DF_BITS + DT_BITS), minlength=1 << 8) + 0.01
-    p2 = np.bincount((h >> DT_BITS) & ((1 << DF_BITS) - 1), minlength=1 << DF_BITS) + 0.01
-    p3 = np.bincount(h & ((1 << DT_BITS) - 1), minlength=1 << DT_BITS) + 0.01
-    p = (p1[:, None, None] / p1.sum()) * (p2[None, :, None] / p2.sum()) * (p3[None, None, :] / p3.sum())
-    p = p.ravel()[:HASH_MAX]
-    n = int(per_hour * hours)
-    counts = rng.multinomial(n, p / p.sum())
-    hashes = np.repeat(np.arange(HASH_MAX, dtype=np.uint32), counts)
-    n_refs = max(1, int(hours * 3600 / 30))  # VSC references last ~30 s
-    ids = [f"S{i}" for i in range(n_refs)]
-    return AudioIndex.from_arrays(hashes, rng.integers(0, n_refs, n, dtype=np.uint32),
-                                  rng.uniform(0, 30, n).astype(np.float32), ids, lib.audio.params,
+    base = lib.audio
+    base._finalize()
+    ref_h = sum(base.ref_durations_s) / 3600
+    per_hour = len(base) / ref_h
+    k = max(1, int(round(hours / ref_h)))           # copies of the whole reference set
+    pitches = 2.0 ** (np.r_[0, rng.integers(-TRANSPOSE_SEMITONES, TRANSPOSE_SEMITONES + 1, k - 1)] / 12.0)
+    tempos = np.r_[1.0, np.exp(rng.uniform(np.log(0.8), np.log(1.25), k - 1))]
+    h0 = base._hash.astype(np.int64)
+    t3, t2 = h0 & 63, (h0 >> DT_BITS) & 63
+    f1 = h0 >> (2 * DF_BITS + 2 * DT_BITS)
+    d2 = ((h0 >> (DF_BITS + 2 * DT_BITS)) & ((1 << DF_BITS) - 1)) - (1 << (DF_BITS - 1))
+    d3 = ((h0 >> (2 * DT_BITS)) & ((1 << DF_BITS) - 1)) - (1 << (DF_BITS - 1))
+
+    def block(c0, c1):
+        """Hashes, refs, times of copies c0..c1-1 (copy-major)."""
+        pi, te = pitches[c0:c1, None], tempos[c0:c1, None]
+        g1 = np.rint(f1[None, :] * pi).astype(np.int64)
+        e2 = np.rint(d2[None, :] * pi).astype(np.int64) + (1 << (DF_BITS - 1))
+        e3 = np.rint(d3[None, :] * pi).astype(np.int64) + (1 << (DF_BITS - 1))
+        u2, u3 = np.rint(t2[None, :] * te).astype(np.int64), np.rint(t3[None, :] * te).astype(np.int64)
+        ok = (g1 >= 0) & (g1 < (1 << F1_BITS)) & (e2 > 0) & (e2 < (1 << DF_BITS)) & (e3 > 0) \
+            & (e3 < (1 << DF_BITS)) & (u2 > 0) & (u2 < 64) & (u3 > 0) & (u3 < 64)
+        h = ((((((g1 << DF_BITS) | e2) << DF_BITS | e3) << DT_BITS) | u2) << DT_BITS) | u3
+        r = base._ref[None, :].astype(np.int64) * k + np.arange(c0, c1)[:, None]
+        t = base._t[None, :] * te
+        return h[ok].astype(np.uint64), r[ok].astype(np.uint32), t[ok].astype(np.float32)
+
+    # A counting sort into bucket order in two passes over the copies, so that only the output
+    # arrays and one block's temporaries are in memory (1,000 h is ~400M entries). Within a
+    # bucket entries stay in copy order: a lookup scans its whole bucket, so the order inside
+    # does not matter to the timing.
+    step = max(1, int(1e7 // max(1, len(base))))
+    blocks = [(c, min(k, c + step)) for c in range(0, k, step)]
+    n = sum(int(block(*c)[0].size) for c in blocks)
+    bits = bucket_bits(n)
+    cursor = np.zeros((1 << bits) + 1, np.int64)
+    for c in blocks:
+        cursor[1:] += np.bincount(bucket_of(block(*c)[0], bits), minlength=1 << bits)
+    cursor = np.cumsum(cursor)[:-1]
+    out_h, out_r, out_t = np.empty(n, np.uint64), np.empty(n, np.uint32), np.empty(n, np.float32)
+    for c in blocks:
+        h, r, t = block(*c)
+        b = bucket_of(h, bits)
+        order = np.argsort(b, kind="stable")
+        b = b[order]
+        first = np.r_[0, np.flatnonzero(b[1:] != b[:-1]) + 1]
+        rank = np.arange(b.size) - np.repeat(first, np.diff(np.r_[first, b.size]))
+        pos = cursor[b] + rank
+        out_h[pos], out_r[pos], out_t[pos] = h[order], r[order], t[order]
+        np.add.at(cursor, b[first], np.diff(np.r_[first, b.size]))
+        del h, r, t, b, order, rank, pos
+    ids = [f"S{i}_{c}" for i in range(len(base.ref_ids)) for c in range(k)]
+    return AudioIndex.from_arrays(out_h, out_r, out_t, ids, base.params,
+                                  ref_durations_s=[d for d in base.ref_durations_s for _ in range(k)],
                                   presorted=True), per_hour
+
+
+#: Transposition range of the synthetic references, in semitones.
+TRANSPOSE_SEMITONES = 4
 
 
 def _synthetic_visual(lib: Library, hours: float, rng):
@@ -210,6 +260,7 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
         from fusion import find_segments
 
         hits = ix.query(query_lm, None, mh)
+        meetings = sum(len(h) for h in ix.query(query_lm).values())  # all, before min_hits
         ids = sorted(hits)
         sample = [ids[i] for i in np.random.default_rng(1).permutation(len(ids))[:VOTE_SAMPLE]]
         t0 = time.perf_counter()
@@ -217,7 +268,8 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
         tv = (time.perf_counter() - t0) * len(ids) / max(1, len(sample))
         row = {"hours": hours, "audio_s": ta, "audio_entries": len(ix), "audio_build_s": build,
                "audio_hashes_per_hour": per_hour, "audio_refs_voted": len(ids), "audio_vote_s": tv,
-               "audio_vote_sampled": len(sample), "audio_chance_segments_in_sample": n_segs}
+               "audio_vote_sampled": len(sample), "audio_chance_segments_in_sample": n_segs,
+               "audio_meetings": meetings}
         del hits
         del ix
         if hours <= visual_max_h:
@@ -228,7 +280,8 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
             row["visual_annoy"] = vx.uses_annoy
             del vx
         rows.append(row)
-        print(f"  {hours:g} h: audio search {ta:.3f} s, voting {tv:.2f} s over {len(ids)} references"
+        print(f"  {hours:g} h: audio search {ta:.3f} s ({meetings} meetings), voting {tv:.2f} s over "
+              f"{len(ids)} references"
               + (f", visual {row['visual_s']:.3f} s" if "visual_s" in row else ""), flush=True)
     return rows
 
@@ -254,7 +307,10 @@ def run(a) -> dict:
     refs = list_media(d / "reference")[:a.refs]
     queries = list_media(d / "query")[:a.queries]
     ref_s = sum(probe(r).duration_s for r in refs)
+    from audio.index import INDEX_VERSION
+
     res = {"machine": machine(device), "device": device, "model": a.visual_model, "benchmark": str(d),
+           "audio_index_version": INDEX_VERSION,
            "refs": len(refs), "ref_s": ref_s, "queries": len(queries)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -281,11 +337,17 @@ def run(a) -> dict:
 
         parts, descs, ta, tv = [], [], 0.0, 0.0
         vm = lib.visual_matcher()
-        for q in list_media(d / "query"):
+        # queries with no copy (the latency curve is about chance meetings); copies of the real
+        # references would meet only the synthetic index's first copy of them
+        import pandas as pd
+
+        copied = set(pd.read_csv(d / "ground_truth.csv").query_id)
+        for q in [q for q in list_media(d / "query") if video_id(q) not in copied]:
             info = probe(q)
             if ta < 60 and info.has_audio:
                 lm = fingerprint_file(q, info=info)
-                parts.append(Landmarks(lm.t_s + ta, lm.f1, lm.f2, lm.dt, lm.hop_s))
+                lm.t_s = lm.t_s + ta
+                parts.append(lm)
                 ta += info.duration_s
             if tv < 60:
                 descs.append(vm.describe_query(q, info=info).desc)
@@ -293,12 +355,21 @@ def run(a) -> dict:
             if min(ta, tv) >= 60:
                 break
         t = min(ta, tv)
-        qlm = Landmarks(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("t_s", "f1", "f2", "dt")),
+        qlm = Landmarks(*(np.concatenate([getattr(p, k) for p in parts]) for k in Landmarks.FIELDS),
                         hop_s=parts[0].hop_s, duration_s=ta)
         qdesc = np.concatenate(descs)
         print(f"latency against synthetic indexes ({t:.0f} s of query: {len(qlm)} landmarks, {len(qdesc)} "
               f"descriptors) ...", flush=True)
         res["latency_query"] = {"seconds": t, "landmarks": len(qlm), "descriptors": int(len(qdesc))}
+        # the synthetic references must meet the query about as often as real unrelated ones do
+        real = sum(len(h) for h in lib.audio.query(qlm).values()) / hours
+        syn, _ = _synthetic_audio(lib, 1.0, np.random.default_rng(0))
+        res["audio_meetings_per_ref_hour"] = {
+            "real": real,
+            "synthetic": sum(len(h) for h in syn.query(qlm).values()) / (len(syn) / (len(lib.audio) / hours))}
+        print(f"chance meetings per reference hour: real {real:.0f}, synthetic "
+              f"{res['audio_meetings_per_ref_hour']['synthetic']:.0f}", flush=True)
+        del syn
         res["latency"] = scaling(lib, qlm, qdesc, a.hours, a.visual_max_hours, t)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return res
@@ -319,6 +390,14 @@ def _name(r: dict) -> str:
         gpu = r["machine"].split(", NVIDIA ")[1].split()[0]
         return f"{gpu} GPU ({cores}), {r.get('model', 'sscd-distilled')}"
     return f"{cores}, {r.get('model', 'sscd-distilled')}"
+
+
+def _audio_current(r: dict) -> bool:
+    """Whether run ``r`` measured the audio index of this version (runs from before index format 2
+    measured 21-bit pair hashes, against synthetic hashes drawn field by field)."""
+    from audio.index import INDEX_VERSION
+
+    return r.get("audio_index_version") == INDEX_VERSION
 
 
 def markdown(runs) -> str:
@@ -359,6 +438,10 @@ def markdown(runs) -> str:
     out.append("| peak RSS of the benchmark process (MB) | "
                + " | ".join(f"{r['peak_rss_mb']:.0f}" for r in runs) + " |")
     lq = base["latency_query"]
+    if "audio_meetings_per_ref_hour" in base:
+        m = base["audio_meetings_per_ref_hour"]
+        out += ["", f"Chance meetings of the latency query per reference hour: {m['real']:,.0f} in the real index, "
+                    f"{m['synthetic']:,.0f} in a synthetic one (edited copies of the real references)."]
     out += ["", f"Latency of one {lq['seconds']:.0f} s query ({lq['landmarks']} landmarks, {lq['descriptors']} view "
                 "descriptors) against synthetic indexes drawn like the real one, in seconds. Audio search: lookups "
                 "and hits per reference; audio voting: the Hough voter on every reference met at least 12 times "
@@ -374,8 +457,12 @@ def markdown(runs) -> str:
             if row is None:
                 cells += ["-", "-", "-"]
                 continue
-            cells.append(f"{row['audio_s']:.3f}")
-            cells.append(f"{row['audio_vote_s']:.2f} ({row['audio_refs_voted']:,})" if "audio_vote_s" in row else "-")
+            if _audio_current(r):
+                cells.append(f"{row['audio_s']:.3f}")
+                cells.append(f"{row['audio_vote_s']:.2f} ({row['audio_refs_voted']:,})"
+                             if "audio_vote_s" in row else "-")
+            else:
+                cells += ["(pair hashes)", "(pair hashes)"]
             cells.append(f"{row['visual_s']:.3f}" + (" (annoy)" if row.get("visual_annoy") else "")
                          if "visual_s" in row else "-")
         out.append(f"| {h:g} | " + " | ".join(cells) + " |")
@@ -407,7 +494,7 @@ def plot(runs, path: Path) -> None:
     for r in runs:  # search runs on the CPU: one curve per machine is enough
         lat = r["latency"]
         where = _name(r).split(",")[0]
-        if len(lat) < 2 or where in seen:
+        if len(lat) < 2 or where in seen or not _audio_current(r):
             continue
         seen.add(where)
         ax2.loglog([x["hours"] for x in lat], [x["audio_s"] for x in lat], "o-", label=f"audio search, {where}")
