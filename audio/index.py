@@ -36,8 +36,11 @@ def bucket_bits(n_entries: int) -> int:
 
 def bucket_of(hashes: np.ndarray, bits: int) -> np.ndarray:
     """Bucket (int64) of each hash: the top ``bits`` of (hash without dt3) x a 64-bit odd constant."""
-    key = np.asarray(hashes, np.uint64) >> np.uint64(DT_BITS)
-    return ((key * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
+    return _bucket_of_key(np.asarray(hashes, np.uint64) >> np.uint64(DT_BITS), bits)
+
+
+def _bucket_of_key(keys: np.ndarray, bits: int) -> np.ndarray:
+    return ((np.asarray(keys).astype(np.uint64) * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
 
 
 class AudioIndex:
@@ -125,8 +128,7 @@ class AudioIndex:
         """``(row, entry)`` of every entry whose hash without dt3 is ``keys[row]`` and whose dt3
         is within one hop of ``dt3[row]``, sorted by row then entry."""
         directory = self._directory()
-        bits = int(np.log2(directory.size - 1))
-        b = ((keys.astype(np.uint64) * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
+        b = _bucket_of_key(keys, bucket_bits(self._hash.size))
         lo = directory[b].astype(np.int64)
         cnt = directory[b + 1].astype(np.int64) - lo
         row = np.repeat(np.arange(keys.size), cnt)
