@@ -336,7 +336,7 @@ class QueryMatcher:
         import time
         from concurrent.futures import ThreadPoolExecutor
 
-        from fusion import find_segments
+        from fusion import find_segments_many
 
         from .media import probe
 
@@ -354,7 +354,7 @@ class QueryMatcher:
                 # A reference met fewer times than the voter's minimum (votes weigh <= 1) cannot
                 # give a segment: the index leaves it out, which matters in large indexes.
                 hits = lib.audio.query(lm, min_hits=math.ceil(self.audio_vote.min_hits))
-                out.update({rid: find_segments(h, self.audio_vote) for rid, h in hits.items()})
+                out.update(find_segments_many(hits, self.audio_vote))
             return out
 
         def visual_stage():
@@ -363,7 +363,7 @@ class QueryMatcher:
             vm = self.lib.visual_matcher(cheap)
             out = {}  # described once, batch by batch, each batch searched in every shard
             for hits in vm.search_many(vm.describe_batches(path, info=info), [lib.visual for lib in self.libs]):
-                out.update({rid: find_segments(h, self.visual_vote) for rid, h in hits.items()})
+                out.update(find_segments_many(hits, self.visual_vote))
             return out
 
         if deadline is None and run_audio and run_visual:

@@ -7,7 +7,8 @@ query time, and repeat on what is left, so one pair can yield several segments.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+import functools
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -16,10 +17,12 @@ from fingerprint.types import Hits, Segment
 from .params import VoteParams
 
 
+@functools.lru_cache(maxsize=16)
 def _slope_grid(p: VoteParams) -> np.ndarray:
     n = int(np.ceil(np.log(p.max_slope / p.min_slope) / np.log1p(p.slope_step))) + 1
     grid = np.geomspace(p.min_slope, p.max_slope, n)
     grid[np.argmin(np.abs(np.log(grid)))] = 1.0  # exact "no speed change"
+    grid.flags.writeable = False  # shared by every call
     return grid
 
 
@@ -153,3 +156,66 @@ def _trim_edges(grp: np.ndarray, q: np.ndarray, p: VoteParams) -> np.ndarray:
     if ok.size == 0:
         return grp[:0]
     return grp[ok[0]:ok[-1] + 1]
+
+
+#: Slopes of the coarse grid :func:`may_align` scans. More slopes make its offset bins narrower
+#: (fewer chance passes) and cost one more pass over the hits each.
+COARSE_SLOPES = 12
+
+
+def may_align(hits: Sequence[Hits], p: VoteParams) -> np.ndarray:
+    """Which pairs could give :func:`find_segments` a segment: a cheap necessary condition
+    checked for many pairs at once, so that a large index's many chance pairs skip the voter.
+
+    ``hits``: one :class:`Hits` per (query, reference) pair. Returns a bool array, one per pair;
+    False means ``find_segments(hits[i], p)`` is certainly empty.
+
+    Why it is exact: a segment needs a grid cell of :func:`best_line` with summed weight
+    ``>= p.min_hits``, i.e. hits whose offsets ``r - s*q`` at one slope ``s`` lie within
+    ``2 * offset_bin_s``. At the nearest of ``COARSE_SLOPES`` slopes ``S`` (``|s - S| <= eps``),
+    ``r - S*(q - q_mid)`` spreads those hits over at most ``2 * offset_bin_s + eps * R`` (``R``:
+    the pair's query-time range), so two adjacent bins of that width hold them all. Pairs with a
+    negative weight (which a subset could outweigh) always pass.
+
+    >>> keep = may_align(list(hits.values()), AUDIO_VOTE)        # doctest: +SKIP
+    """
+    n = len(hits)
+    out = np.zeros(n, bool)
+    sizes = np.array([len(h) for h in hits], np.int64)
+    if n == 0 or not sizes.any():
+        return out
+    q = np.concatenate([np.asarray(h.query_t, float) for h in hits])
+    r = np.concatenate([np.asarray(h.ref_t, float) for h in hits])
+    w = np.concatenate([np.asarray(h.score, float) for h in hits])
+    live = np.flatnonzero(sizes > 0)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]][live]
+    pair = np.repeat(np.arange(live.size), sizes[live])
+    negative = np.minimum.reduceat(w, starts) < 0
+    q_lo, q_hi = np.minimum.reduceat(q, starts), np.maximum.reduceat(q, starts)
+    q_mid = (q_lo + q_hi) / 2
+    coarse = np.geomspace(p.min_slope, p.max_slope, COARSE_SLOPES)
+    eps = float(np.max(np.diff(coarse))) / 2 if COARSE_SLOPES > 1 else p.max_slope - p.min_slope
+    # a small margin keeps floating-point rounding of bin edges from splitting a cell
+    width = 2 * p.offset_bin_s + eps * (q_hi - q_lo) + 1e-6
+    best = np.zeros(live.size)
+    dq = q - q_mid[pair]
+    for s in coarse:
+        c = r - s * dq
+        c0 = np.minimum.reduceat(c, starts)
+        k = ((c - c0[pair]) / width[pair]).astype(np.int64)
+        n_bins = np.maximum.reduceat(k, starts) + 2  # one empty bin after each pair's last
+        first = np.r_[0, np.cumsum(n_bins)[:-1]]
+        table = np.bincount(first[pair] + k, weights=w, minlength=int(n_bins.sum()))
+        two = table + np.r_[table[1:], 0.0]  # a bin and the next: the empty bin ends each pair
+        np.maximum(best, np.maximum.reduceat(two, first), out=best)
+    # bincount sums in another order than best_line: allow for rounding
+    out[live] = (best >= p.min_hits - 1e-9) | negative
+    return out
+
+
+def find_segments_many(hits: Dict[str, Hits], p: VoteParams) -> Dict[str, List[Segment]]:
+    """:func:`find_segments` of every pair in ``hits`` (``{ref_id: Hits}``); pairs that
+    :func:`may_align` rules out get ``[]`` without running the voter."""
+    ids = list(hits)
+    keep = may_align([hits[i] for i in ids], p)
+    return {rid: (find_segments(hits[rid], p) if k else []) for rid, k in zip(ids, keep)}

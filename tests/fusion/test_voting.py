@@ -132,3 +132,76 @@ def test_best_line_is_the_plain_definition_whatever_the_chunking(seed, monkeypat
         monkeypatch.setattr(voting, "_MAX_CELLS", 5000)  # a few slopes per chunk
         assert voting.best_line(hits.query_t, hits.ref_t, w, p) == want
         monkeypatch.undo()
+
+
+def _sparse_line(q0, q1, r0, slope, n, seed):
+    """``n`` hits spread over [q0, q1] on a line, a few hops of jitter: barely enough to vote."""
+    rng = np.random.default_rng(seed)
+    q = np.sort(rng.uniform(q0, q1, n))
+    return q, r0 + slope * (q - q0) + rng.normal(0, 0.01, n)
+
+
+def test_may_align_never_rules_out_a_pair_the_voter_finds_something_in():
+    from fusion import VISUAL_VOTE, may_align
+
+    rng = np.random.default_rng(7)
+    pairs = []
+    for i in range(300):
+        q_max = float(rng.choice([20.0, 60.0, 600.0]))  # the exactness margin grows with the query
+        slope = float(np.exp(rng.uniform(np.log(0.75), np.log(1.35))))
+        q0 = float(rng.uniform(0, q_max - 10))
+        parts = [noise_hits(int(rng.integers(0, 40)), q_max, 300.0, seed=i)]
+        if i % 2:  # a line between coarse slopes, with just about min_hits hits
+            parts.append(_sparse_line(q0, q0 + float(rng.uniform(2, 10)), float(rng.uniform(0, 200)), slope,
+                                      int(rng.integers(10, 16)), seed=1000 + i))
+        pairs.append(make(*parts))
+    for p in (AUDIO_VOTE, VISUAL_VOTE):
+        keep = may_align(pairs, p)
+        found = np.array([len(find_segments(h, p)) > 0 for h in pairs])
+        assert not (found & ~keep).any()
+        assert found.sum() >= 50  # the check above is not vacuous...
+        if p is AUDIO_VOTE:  # ...and the filter rules pairs out (visual hits need only 1.5 votes)
+            assert (~keep).sum() >= 50
+
+
+def test_may_align_rules_out_scattered_chance_hits_and_keeps_a_copy():
+    from fusion import may_align
+
+    chance = [make(noise_hits(40, 60.0, 120.0, seed=s)) for s in range(20)]
+    copy = make(line_hits(10.0, 20.0, 5.0, 1.1), noise_hits(40, 60.0, 120.0))
+    keep = may_align(chance + [copy, Hits.empty("audio")], AUDIO_VOTE)
+    assert keep.tolist() == [False] * 20 + [True, False]
+
+
+def test_find_segments_many_is_find_segments_of_each_pair():
+    from fusion import find_segments_many
+
+    hits = {"copy": make(line_hits(10.0, 20.0, 5.0, 0.9), noise_hits(100)),
+            "chance": make(noise_hits(30)),
+            "two": make(line_hits(2, 10, 30, 1.0, seed=2), line_hits(20, 32, 3, 1.0, seed=3))}
+    got = find_segments_many(hits, AUDIO_VOTE)
+    assert list(got) == list(hits)
+    assert got == {rid: find_segments(h, AUDIO_VOTE) for rid, h in hits.items()}
+    assert [len(got[k]) for k in hits] == [1, 0, 2]
+
+
+def test_may_align_holds_at_its_worst_case_a_line_between_coarse_slopes_over_the_whole_query():
+    """Its bins are as wide as they must be, no narrower: min_hits hits on one line between two
+    slopes of the coarse grid, spread over the whole query, are still kept."""
+    from fusion import may_align
+    from fusion.voting import COARSE_SLOPES, _slope_grid, best_line
+
+    coarse = np.geomspace(AUDIO_VOTE.min_slope, AUDIO_VOTE.max_slope, COARSE_SLOPES)
+    fine = _slope_grid(AUDIO_VOTE)
+    halfway = np.sqrt(coarse[1:] * coarse[:-1])
+    rng = np.random.default_rng(3)
+    pairs = []
+    for q_max in (60.0, 600.0):
+        for s in fine[np.abs(fine[None, :] - halfway[:, None]).argmin(axis=1)]:  # voter slopes
+            for seed in range(4):  # a few stray hits below the line move where the bins start
+                q = np.r_[np.linspace(0.0, q_max, int(AUDIO_VOTE.min_hits)), rng.uniform(0, q_max, 3)]
+                r = np.r_[30.0 + s * q[:-3], rng.uniform(0, 20, 3)]
+                pairs.append(Hits(q, r, np.ones(q.size), np.zeros(q.size), "audio"))
+    votes = np.array([best_line(h.query_t, h.ref_t, h.score, AUDIO_VOTE)[2] for h in pairs])
+    assert (votes >= AUDIO_VOTE.min_hits).all()
+    assert may_align(pairs, AUDIO_VOTE).all()
