@@ -243,6 +243,21 @@ def test_iter_frames_batches_concatenate_to_load_frames(colour_clip):
     np.testing.assert_array_equal(np.concatenate([b.frames for b in batches]), whole.frames)
 
 
+
+def test_decord_batches_across_keyframes_are_the_frames_of_one_batch(tmp_path):
+    """iter_frames parks decord's read-ahead between batches with a seek; the next batch must
+    still get exactly its frames, whichever keyframe it starts after (a moving pattern, a
+    keyframe every 10 frames)."""
+    clip = tmp_path / "moving.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=12", "-c:v", "libx264", "-g", "10",
+           "-pix_fmt", "yuv420p", clip)
+    info = media.probe(clip)
+    batches = list(media._iter_frames_decord(str(clip), 2.0, None, 4, info.video_start_s))
+    whole = list(media._iter_frames_decord(str(clip), 2.0, None, 1000, info.video_start_s))
+    assert len(batches) == 6 and len(whole) == 1
+    np.testing.assert_array_equal(np.concatenate([b.frames for b in batches]), whole[0].frames)
+    np.testing.assert_array_equal(np.concatenate([b.times_s for b in batches]), whole[0].times_s)
+
 @pytest.mark.parametrize("fps", [1.0, 2.0])
 def test_frames_cover_the_whole_clip(colour_clip, fps):
     fr = media.load_frames(colour_clip, fps=fps)
