@@ -5,5 +5,6 @@ from .fuse import agree, merge_modalities
 from .params import AUDIO_VOTE, FUSE, VISUAL_VOTE, FuseParams, VoteParams
 from .voting import find_segments, find_segments_many, may_align
 
-__all__ = ["AUDIO_VOTE", "FEATURES", "FUSE", "MODALITIES", "MONOTONE", "VISUAL_VOTE", "Calibration", "FuseParams", "VoteParams", "agree",
-           "find_segments", "find_segments_many", "fit_logistic", "may_align", "merge_modalities", "segment_features"]
+__all__ = ["AUDIO_VOTE", "FEATURES", "FUSE", "MODALITIES", "MONOTONE", "VISUAL_VOTE", "Calibration", "FuseParams",
+           "VoteParams", "agree", "find_segments", "find_segments_many", "fit_logistic", "may_align",
+           "merge_modalities", "segment_features"]

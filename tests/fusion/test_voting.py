@@ -205,3 +205,37 @@ def test_may_align_holds_at_its_worst_case_a_line_between_coarse_slopes_over_the
     votes = np.array([best_line(h.query_t, h.ref_t, h.score, AUDIO_VOTE)[2] for h in pairs])
     assert (votes >= AUDIO_VOTE.min_hits).all()
     assert may_align(pairs, AUDIO_VOTE).all()
+
+
+def test_batched_histogram_of_many_pairs_is_each_pairs_best_line():
+    """may_align's histogram of many pairs at once, on the voter's own slopes and bins, gives
+    every pair exactly best_line's votes: no pair's bins reach into its neighbour's. The coarse
+    check then keeps every pair whose first round passes."""
+    from fusion import VISUAL_VOTE, may_align
+    from fusion.voting import _best_cells, _slope_grid, best_line
+
+    rng = np.random.default_rng(11)
+    pairs = []
+    for i in range(400):
+        q_max = float(rng.choice([20.0, 60.0, 300.0]))
+        parts = [noise_hits(int(rng.integers(0, 60)), q_max, 100.0, seed=5000 + i)]
+        if i % 3 == 0:  # some lines near the threshold, at any audio speed
+            slope = float(np.exp(rng.uniform(np.log(0.75), np.log(1.35))))
+            q0 = float(rng.uniform(0, q_max - 8))
+            parts.append(_sparse_line(q0, q0 + 6, float(rng.uniform(0, 80)), slope, int(rng.integers(10, 24)),
+                                      seed=6000 + i))
+        h = make(*parts)
+        if len(h):
+            pairs.append(Hits(h.query_t, h.ref_t, rng.uniform(0.6, 1.0, len(h)), h.span_s, "audio"))
+    q, r, w = (np.concatenate([getattr(h, k) for h in pairs]) for k in ("query_t", "ref_t", "score"))
+    starts = np.r_[0, np.cumsum([len(h) for h in pairs])[:-1]]
+    for p in (AUDIO_VOTE, VISUAL_VOTE):
+        want = np.array([best_line(h.query_t, h.ref_t, h.score, p)[2] for h in pairs])
+        got = _best_cells(q, r, w, starts, _slope_grid(p), np.full(len(pairs), p.offset_bin_s)).max(axis=1)
+        np.testing.assert_array_equal(got, want)
+        first_round = (want >= p.min_hits) & (np.array([len(h) for h in pairs]) >= p.min_hits)
+        keep = may_align(pairs, p)
+        assert keep[first_round].all()
+        if p is AUDIO_VOTE:  # (visual votes need 1.5 only: nearly every pair passes)
+            assert 20 <= first_round.sum() <= len(pairs) - 100  # both outcomes occur...
+            assert (~keep).sum() >= 100  # ...and the check rules pairs out
