@@ -130,10 +130,11 @@ def probe(path: PathLike) -> MediaInfo:
                      audio_duration_s=_f(audio[0].get("duration")) if audio else 0.0)
 
 
-def _check_complete(path, what: str, decoded_s: float, expected_s: float) -> None:
+def _check_complete(path, what: str, decoded_s: float, expected_s: float, slack_s: float = 0.0) -> None:
     """MediaError when a stream decoded to clearly less than its container says: a file cut
-    mid-stream whose index (moov atom) sits at the front still probes as the full length."""
-    if expected_s > 0 and decoded_s < expected_s - max(1.0, 0.05 * expected_s):
+    mid-stream whose index (moov atom) sits at the front still probes as the full length.
+    ``slack_s``: how far before the end the decoding may legitimately stop (a sampling interval)."""
+    if expected_s > 0 and decoded_s < expected_s - max(1.0, 0.05 * expected_s, slack_s):
         raise MediaError(path, f"truncated or damaged: {what} stops at {decoded_s:.1f} s of {expected_s:.1f} s")
 
 
@@ -285,7 +286,8 @@ def iter_frames(path: PathLike, fps: float, size: Optional[Tuple[int, int]] = No
             raise MediaError(path, f"cannot decode video frames ({type(exc).__name__}: {exc})") from None
     else:
         yield from track(_iter_frames_ffmpeg(fpath, fps, size, info, batch))
-    _check_complete(path, "video", last_t[0] - info.video_start_s, info.video_duration_s)
+    # samples are whole 1/fps intervals: at 0.25 fps the last one of a 15.8 s clip ends at 12 s
+    _check_complete(path, "video", last_t[0] - info.video_start_s + 1.0 / fps, info.video_duration_s, 1.0 / fps)
 
 
 def prefetch(batches: Iterator, depth: int = 2) -> Iterator:

@@ -35,6 +35,9 @@ def main():
     ap.add_argument("--cheap", action="store_true",
                     help="match with the cheaper visual settings (queries at 1 fps, no views; main.py's "
                          "fallback under time pressure); CSVs are written as full_matches_*_cheap.csv")
+    ap.add_argument("--visual", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="query-side visual settings to try (visual.VisualParams fields, e.g. query_fps=1 "
+                         "flip=false); CSVs are written as full_matches_*_KEY-VALUE.csv")
     a = ap.parse_args()
     d = Path(a.work) / f"test_seed{a.seed}"
     if not (d / "ground_truth.csv").is_file():
@@ -48,6 +51,22 @@ def main():
         lib.save()
     t_index = time.perf_counter() - t0
     lib = Library.open(ix)
+    tag = ""
+    if a.visual:
+        from dataclasses import fields, replace
+
+        from visual import VisualMatcher
+
+        kinds = {f.name: f.type for f in fields(lib.visual.params)}
+        over = {}
+        for kv in a.visual:
+            k, _, v = kv.partition("=")
+            if k not in kinds or k in lib.visual.params.index_key():
+                raise SystemExit(f"--visual {kv}: not a query-side VisualParams field")
+            over[k] = v.lower() in ("1", "true", "yes") if kinds[k] in (bool, "bool") else type(
+                getattr(lib.visual.params, k))(v)
+        lib._vmatcher = VisualMatcher(replace(lib.visual.params, **over))
+        tag = "_" + "_".join(f"{k}-{v}" for k, v in over.items())
     matcher = QueryMatcher(lib)
     rows = {"audio": [], "visual": [], "both": []}
     t0 = time.perf_counter()
@@ -62,7 +81,7 @@ def main():
     gt = pd.read_csv(d / "ground_truth.csv")
     paths = {}
     for mod, segs in rows.items():
-        paths[mod] = d / f"full_matches_{mod}{'_cheap' if a.cheap else ''}.csv"
+        paths[mod] = d / f"full_matches_{mod}{'_cheap' if a.cheap else ''}{tag}.csv"
         write_matches(segs, paths[mod])
     out_dir = Path(a.out).parent if a.out else d / "report"
     write_report(d, paths, d / "report", title=f"Generated benchmark, seed {a.seed}")
@@ -74,7 +93,8 @@ def main():
               f"({rmeta.duration_sec.sum() / 60:.1f} min).\n\n" + body
               + f"\nIndexing {len(rmeta)} references took {t_index:.1f} s; matching took {t_match:.1f} s "
               f"({t_match / qmin:.2f} s per query minute, both modalities, computed once for the three rows)"
-              + (", with the cheaper visual settings (1 fps, no views)" if a.cheap else "") + ".\n\n"
+              + (", with the cheaper visual settings (1 fps, no views)" if a.cheap else "")
+              + (f", with visual settings {' '.join(a.visual)}" if a.visual else "") + ".\n\n"
               "![recall per group](matching_benchmark.png)\n")
     print(report)
     if a.out:

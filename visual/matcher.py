@@ -208,10 +208,10 @@ class VisualMatcher:
         frames ``(m, h, w, 3)``."""
         p = self.params
         m = len(frames)
-        # (frame indices, view) jobs: the full frame and its mirror everywhere; layout views
+        # (frame indices, view) jobs: the full frame (and its mirror, if asked) everywhere; layout views
         # (bars, stacked cells, picture-in-picture) where a window of frames shows them, since a
         # copy with such a layout usually fills only part of the query.
-        jobs = [(np.arange(m), v) for v in detect_views(frames[:0], flip=p.views)]
+        jobs = [(np.arange(m), v) for v in detect_views(frames[:0], flip=p.views and p.flip)]
         if p.views:
             w = p.view_window_frames
             g = gray(frames)  # once per batch, shared by the overlapping windows

@@ -39,9 +39,14 @@ class VisualParams:
     exact_max_frames: int = 200_000
     annoy_trees: int = 32
     annoy_search_k: int = 5000  # nodes inspected per lookup; -1 (annoy default, trees x k) gave 0.70 recall@10 in tests
-    #: Query views: horizontal flip, border trim, and split of stacked / picture-in-picture
+    #: Query views: border trim, and split of stacked / picture-in-picture
     #: layouts found as persistent straight edges.
     views: bool = True
+    #: Also describe each query frame mirrored (with ``views``). Off: it doubles the descriptors
+    #: and SSCD hardly needs it; a frame and its mirror have cosine 0.91 (median; min 0.81) in
+    #: both models, and on ``make bench-matching`` turning it off changed no µAP and found the
+    #: same segments, mirrored copies included (docs/speed.md).
+    flip: bool = False
     #: Layout views are detected in windows of this many query frames (4 s at 2 fps), half
     #: overlapping, and applied to that window only.
     view_window_frames: int = 8

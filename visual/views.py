@@ -3,7 +3,8 @@
 A copy shown inside a letterbox, one tile of a 2x2 stack, or a picture-in-picture window sits
 behind *persistent straight edges*: rows or columns where the picture jumps in every frame, at
 the same place, whatever the content does. We look for them in the query's frames and crop the
-cells they bound; we also trim uniform borders and add a horizontal flip. The matcher takes, for
+cells they bound; we also trim uniform borders and can add a horizontal flip (off by default in
+``VisualParams.flip``: SSCD descriptors barely change under mirroring). The matcher takes, for
 each query frame, the best similarity over all views.
 """
 from __future__ import annotations

@@ -244,6 +244,16 @@ def test_iter_frames_batches_concatenate_to_load_frames(colour_clip):
 
 
 
+
+@pytest.mark.parametrize("fps", [0.25, 0.5])
+def test_sparse_sampling_is_not_mistaken_for_a_truncated_file(tmp_path, fps):
+    """Sampling takes whole 1/fps intervals: at 0.25 fps a 15.8 s clip gives 0, 4 and 8 s, and
+    its end is 3.8 s after the last sample. That is not a file cut short."""
+    clip = tmp_path / "clip.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=15.8", "-c:v", "libx264", "-pix_fmt", "yuv420p", clip)
+    fr = media.load_frames(clip, fps=fps)
+    np.testing.assert_allclose(fr.times_s, np.arange(int(15.8 * fps)) / fps, atol=0.05)
+
 def test_decord_batches_across_keyframes_are_the_frames_of_one_batch(tmp_path):
     """iter_frames parks decord's read-ahead between batches with a seek; the next batch must
     still get exactly its frames, whichever keyframe it starts after (a moving pattern, a
