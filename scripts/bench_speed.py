@@ -468,7 +468,8 @@ def markdown(runs) -> str:
     if old:
         out[-2:-2] = ["Runs marked \"/ all\" (" + "; ".join(old) + ") predate fusion.may_align: every reference "
                       "met 12 times went through the voter, and their audio query, though labelled 60 s, ran to 107 s "
-                      "(the last file was not cut), so their audio columns count ~1.7x the landmarks of the others.", ""]
+                      "(the last file was not cut), so their audio columns count ~1.7x the landmarks of the others.",
+                      ""]
     hours = sorted({row["hours"] for r in runs for row in r["latency"]})
     for h in hours:
         cells = []
