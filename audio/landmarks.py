@@ -71,16 +71,31 @@ class Landmarks:
         >>> lm.hashes()                          # doctest: +SKIP   (speed 1: the stored hashes)
         >>> lm.hashes(speed=1.1, pitch=1.1)      # doctest: +SKIP   (query was asetrate x1.1)
         """
-        f1 = np.rint(self.f1 / pitch).astype(np.int64)
-        d2 = np.rint((self.f2 - self.f1) / pitch).astype(np.int64) + _DF_OFFSET
-        d3 = np.rint((self.f3 - self.f1) / pitch).astype(np.int64) + _DF_OFFSET
-        t2 = np.rint(self.dt2 * speed).astype(np.int64) + ddt2
-        t3 = np.rint(self.dt3 * speed).astype(np.int64) + ddt3
-        ok = (f1 >= 0) & (f1 < (1 << F1_BITS)) & (d2 > 0) & (d2 < (1 << DF_BITS)) \
-            & (d3 > 0) & (d3 < (1 << DF_BITS)) & (t2 > 0) & (t2 < (1 << DT_BITS)) \
-            & (t3 > 0) & (t3 < (1 << DT_BITS))
-        h = (((((f1 << DF_BITS) | d2) << DF_BITS | d3) << DT_BITS | t2) << DT_BITS) | t3
-        return np.where(ok, h, HASH_MAX).astype(np.uint64)
+        return pack_hashes(np.rint(self.f1 / pitch), np.rint((self.f2 - self.f1) / pitch),
+                           np.rint((self.f3 - self.f1) / pitch), np.rint(self.dt2 * speed) + ddt2,
+                           np.rint(self.dt3 * speed) + ddt3)
+
+
+def pack_hashes(f1, df2, df3, dt2, dt3) -> np.ndarray:
+    """uint64 hashes of whole-numbered fields (arrays of one shape): ``f1`` in bins, ``df2``/``df3``
+    target minus anchor in bins (signed), ``dt2``/``dt3`` in hops. ``HASH_MAX`` where a field is
+    out of range. :func:`unpack_hashes` is the inverse."""
+    f1, d2, d3, t2, t3 = (np.asarray(x).astype(np.int64) for x in (f1, df2, df3, dt2, dt3))
+    d2, d3 = d2 + _DF_OFFSET, d3 + _DF_OFFSET
+    ok = (f1 >= 0) & (f1 < (1 << F1_BITS)) & (d2 > 0) & (d2 < (1 << DF_BITS)) \
+        & (d3 > 0) & (d3 < (1 << DF_BITS)) & (t2 > 0) & (t2 < (1 << DT_BITS)) \
+        & (t3 > 0) & (t3 < (1 << DT_BITS))
+    h = (((((f1 << DF_BITS) | d2) << DF_BITS | d3) << DT_BITS | t2) << DT_BITS) | t3
+    return np.where(ok, h, HASH_MAX).astype(np.uint64)
+
+
+def unpack_hashes(h: np.ndarray):
+    """``(f1, df2, df3, dt2, dt3)`` int64 arrays of stored hashes (df signed): the inverse of
+    :func:`pack_hashes`."""
+    h = np.asarray(h).astype(np.int64)
+    dt_mask, df_mask = (1 << DT_BITS) - 1, (1 << DF_BITS) - 1
+    return (h >> (2 * DF_BITS + 2 * DT_BITS), ((h >> (DF_BITS + 2 * DT_BITS)) & df_mask) - _DF_OFFSET,
+            ((h >> (2 * DT_BITS)) & df_mask) - _DF_OFFSET, (h >> DT_BITS) & dt_mask, h & dt_mask)
 
 
 def log_spectrogram(samples: np.ndarray, params: AudioParams) -> np.ndarray:

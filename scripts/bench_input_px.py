@@ -23,23 +23,11 @@ import make_visual_noise  # noqa: E402
 import visual.matcher  # noqa: E402
 from fingerprint.evaluate import evaluate_files  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, write_matches  # noqa: E402
-from fingerprint.synth import ffmpeg  # noqa: E402
-from fingerprint.synth_video import scene_video  # noqa: E402
 from visual import VisualIndex, VisualParams  # noqa: E402
 from visual.matcher import sample_frames  # noqa: E402
 from visual.model import Descriptor  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[1] / "bench_data" / "test_seed2"
-
-
-def noise_videos(tmp: Path):
-    paths = [scene_video(tmp / f"n{i}.mp4", 25.0, seed=90000 + i) for i in range(40)]
-    for j, src in enumerate(make_visual_noise.LAVFI):
-        out = tmp / f"l{j}.mp4"
-        ffmpeg("-f", "lavfi", "-i", src, "-t", "25", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast",
-               str(out))
-        paths.append(out)
-    return paths
 
 
 def main():
@@ -48,7 +36,7 @@ def main():
         raise SystemExit(f"{BENCH}: run `make bench-matching` first (it generates the benchmark)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        videos = noise_videos(tmp)
+        videos = make_visual_noise.noise_videos(tmp)
         for px in sizes:
             p = VisualParams(input_px=px)
             noise = Descriptor(p.model, px)(np.concatenate([sample_frames(v, 1.0, p).frames for v in videos]))

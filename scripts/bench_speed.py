@@ -166,7 +166,7 @@ def _synthetic_audio(lib: Library, hours: float, rng):
     hour in the real index beside those in a synthetic one."""
     from audio import AudioIndex
     from audio.index import bucket_bits, bucket_of
-    from audio.landmarks import DF_BITS, DT_BITS, F1_BITS
+    from audio.landmarks import HASH_MAX, pack_hashes, unpack_hashes
 
     base = lib.audio
     base._finalize()
@@ -175,25 +175,17 @@ def _synthetic_audio(lib: Library, hours: float, rng):
     k = max(1, int(round(hours / ref_h)))           # copies of the whole reference set
     pitches = 2.0 ** (np.r_[0, rng.integers(-TRANSPOSE_SEMITONES, TRANSPOSE_SEMITONES + 1, k - 1)] / 12.0)
     tempos = np.r_[1.0, np.exp(rng.uniform(np.log(0.8), np.log(1.25), k - 1))]
-    h0 = base._hash.astype(np.int64)
-    t3, t2 = h0 & 63, (h0 >> DT_BITS) & 63
-    f1 = h0 >> (2 * DF_BITS + 2 * DT_BITS)
-    d2 = ((h0 >> (DF_BITS + 2 * DT_BITS)) & ((1 << DF_BITS) - 1)) - (1 << (DF_BITS - 1))
-    d3 = ((h0 >> (2 * DT_BITS)) & ((1 << DF_BITS) - 1)) - (1 << (DF_BITS - 1))
+    f1, d2, d3, t2, t3 = unpack_hashes(base._hash)
 
     def block(c0, c1):
         """Hashes, refs, times of copies c0..c1-1 (copy-major)."""
         pi, te = pitches[c0:c1, None], tempos[c0:c1, None]
-        g1 = np.rint(f1[None, :] * pi).astype(np.int64)
-        e2 = np.rint(d2[None, :] * pi).astype(np.int64) + (1 << (DF_BITS - 1))
-        e3 = np.rint(d3[None, :] * pi).astype(np.int64) + (1 << (DF_BITS - 1))
-        u2, u3 = np.rint(t2[None, :] * te).astype(np.int64), np.rint(t3[None, :] * te).astype(np.int64)
-        ok = (g1 >= 0) & (g1 < (1 << F1_BITS)) & (e2 > 0) & (e2 < (1 << DF_BITS)) & (e3 > 0) \
-            & (e3 < (1 << DF_BITS)) & (u2 > 0) & (u2 < 64) & (u3 > 0) & (u3 < 64)
-        h = ((((((g1 << DF_BITS) | e2) << DF_BITS | e3) << DT_BITS) | u2) << DT_BITS) | u3
+        h = pack_hashes(np.rint(f1[None, :] * pi), np.rint(d2[None, :] * pi), np.rint(d3[None, :] * pi),
+                        np.rint(t2[None, :] * te), np.rint(t3[None, :] * te))
+        ok = h < HASH_MAX
         r = base._ref[None, :].astype(np.int64) * k + np.arange(c0, c1)[:, None]
         t = base._t[None, :] * te
-        return h[ok].astype(np.uint64), r[ok].astype(np.uint32), t[ok].astype(np.float32)
+        return h[ok], r[ok].astype(np.uint32), t[ok].astype(np.float32)
 
     # A counting sort into bucket order in two passes over the copies, so that only the output
     # arrays and one block's temporaries are in memory (1,000 h is ~400M entries). Within a

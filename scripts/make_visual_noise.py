@@ -29,19 +29,25 @@ LAVFI = ["mandelbrot=size=320x240:rate=30", "life=size=320x240:rate=30:seed=7:mo
          "testsrc2=size=320x240:rate=30", "smptehdbars=size=320x240:rate=30"]
 
 
+def noise_videos(tmp: Path, videos: int = 40, seconds: float = 25.0) -> list:
+    """The noise set's source videos, written under ``tmp``: ``videos`` synthesized scenes and one
+    clip of each of ffmpeg's generative sources (``LAVFI``), ``seconds`` long each."""
+    paths = [scene_video(tmp / f"n{i}.mp4", seconds, seed=90000 + i) for i in range(videos)]
+    for j, src in enumerate(LAVFI):
+        out = tmp / f"l{j}.mp4"
+        ffmpeg("-f", "lavfi", "-i", src, "-t", str(seconds), "-pix_fmt", "yuv420p", "-c:v", "libx264",
+               "-preset", "veryfast", str(out))
+        paths.append(out)
+    return paths
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=25.0)
     ap.add_argument("--models", nargs="+", default=["sscd-distilled", "sscd"])
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="visual_noise_"))
-    paths = [scene_video(tmp / f"n{i}.mp4", args.seconds, seed=90000 + i) for i in range(args.videos)]
-    for j, src in enumerate(LAVFI):
-        out = tmp / f"l{j}.mp4"
-        ffmpeg("-f", "lavfi", "-i", src, "-t", str(args.seconds), "-pix_fmt", "yuv420p", "-c:v", "libx264",
-               "-preset", "veryfast", str(out))
-        paths.append(out)
+    paths = noise_videos(Path(tempfile.mkdtemp(prefix="visual_noise_")), args.videos, args.seconds)
     for model in args.models:
         p = VisualParams(model=model)
         desc = Descriptor(model, p.input_px)
