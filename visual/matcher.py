@@ -18,7 +18,7 @@ from fingerprint.types import Frames, Hits, MediaInfo
 from .index import VisualIndex
 from .model import Descriptor
 from .params import VisualParams
-from .views import detect_views, gray
+from .views import detect_views, layout_views
 
 PathLike = Union[str, Path]
 ASSETS = Path(__file__).resolve().parents[1] / "model_assets"
@@ -212,14 +212,6 @@ class VisualMatcher:
         # (bars, stacked cells, picture-in-picture) where a window of frames shows them, since a
         # copy with such a layout usually fills only part of the query.
         jobs = [(np.arange(m), v) for v in detect_views(frames[:0], flip=p.views and p.flip)]
-        if p.views:
-            w = p.view_window_frames
-            g = gray(frames)  # once per batch, shared by the overlapping windows
-            layout = {}  # crop box -> frames it applies to: overlapping windows that find the
-            for start in range(0, max(m - w // 2, 1), w // 2):  # same box describe a frame once
-                idx = np.arange(start, min(start + w, m))
-                for v in detect_views(g[idx], flip=False):
-                    if v.name != "full":
-                        layout.setdefault(v, set()).update(idx.tolist())
-            jobs += [(np.array(sorted(ix)), v) for v, ix in layout.items()]
+        if p.views:  # overlapping windows that find the same box describe a frame once
+            jobs += [(np.array(ix), v) for v, ix in layout_views(frames, p.view_window_frames).items()]
         return np.concatenate([idx for idx, _ in jobs]), self.embed_views(frames, jobs)
