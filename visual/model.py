@@ -240,4 +240,8 @@ def _session(path: str, threads: int):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    # Idle model threads sleep instead of spinning: between batches they would spin on cores that
+    # the decoder and the audio stage need. On 2 cores the model alone runs as fast (3.7 ms per
+    # frame either way) and a whole query takes ~4% less time and ~5% less CPU.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
