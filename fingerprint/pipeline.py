@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import FingerprintError, IndexFormatError
-from .types import Segment
+from .types import MediaInfo, Segment
 
 PathLike = Union[str, Path]
 MANIFEST = "index.json"
@@ -325,14 +325,15 @@ class QueryMatcher:
         return self._calibration
 
     def pair_segments(self, path: PathLike, query_id: Optional[str] = None, cheap: bool = False,
-                      deadline: Optional[float] = None):
+                      deadline: Optional[float] = None, info: Optional[MediaInfo] = None):
         """``(query_id, {ref_id: (audio segments, visual segments)})`` of one query, before merging.
 
         The audio stage runs in a thread beside the visual one (decoding and the models release
         the GIL), so a query costs about its slower stage, not the sum. ``cheap``: the cheaper
         visual settings (see :meth:`Library.visual_matcher`); ``deadline``: a
         ``time.monotonic()`` value; with one, the stages run one after the other and the visual
-        stage (the costly one) is skipped if the audio stage ends past it."""
+        stage (the costly one) is skipped if the audio stage ends past it. ``info``: the file's
+        :func:`~fingerprint.media.probe`, if already known."""
         import time
         from concurrent.futures import ThreadPoolExecutor
 
@@ -341,7 +342,7 @@ class QueryMatcher:
         from .media import probe
 
         qid = check_id(query_id or video_id(path), str(path))
-        info = probe(path)
+        info = info or probe(path)
         run_audio = "audio" in self.modalities and info.has_audio
         run_visual = "visual" in self.modalities and info.has_video
 
@@ -392,17 +393,20 @@ class QueryMatcher:
                 out.append(s)
         return out
 
-    def candidates(self, path: PathLike, query_id: Optional[str] = None) -> List[Segment]:
+    def candidates(self, path: PathLike, query_id: Optional[str] = None,
+                   info: Optional[MediaInfo] = None) -> List[Segment]:
         """Merged, not yet calibrated segments of one query, every pair."""
-        return self.merge(*self.pair_segments(path, query_id))
+        return self.merge(*self.pair_segments(path, query_id, info=info))
 
     def finish(self, segments: List[Segment]) -> List[Segment]:
         """Calibrate scores and drop segments under ``fuse.min_score``; best first."""
         return [s for s in self.calibration.apply(segments) if s.score >= self.fuse.min_score]
 
-    def match_file(self, path: PathLike, query_id: Optional[str] = None) -> List[Segment]:
-        """Calibrated segments of one query over all references, best first."""
-        return self.finish(self.candidates(path, query_id))
+    def match_file(self, path: PathLike, query_id: Optional[str] = None,
+                   info: Optional[MediaInfo] = None) -> List[Segment]:
+        """Calibrated segments of one query over all references, best first (``info``: its
+        probe, if already known)."""
+        return self.finish(self.candidates(path, query_id, info))
 
     def match_files(self, paths: Iterable[PathLike], progress: Optional[Callable[[str], None]] = None,
                     workers: int = 1, dask_scheduler: Optional[str] = None, dask_local: int = 0
@@ -414,14 +418,24 @@ class QueryMatcher:
         rep = BatchReport()
         paths = list(paths)
         if workers <= 1 and not dask_scheduler and not dask_local:
-            for p in paths:
-                try:
-                    segs += self.match_file(p)
-                    rep.done.append(video_id(p))
-                except FingerprintError as exc:
-                    rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
-                if progress:
-                    progress(video_id(p))
+            from concurrent.futures import ThreadPoolExecutor
+
+            from .media import probe
+
+            # The next file is probed while this one is matched: an ffprobe process mostly waits
+            # on its own start-up (~0.1 s with a distribution's shared-library ffmpeg), which
+            # otherwise leaves the cores idle at the start of every query.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe") as ex:
+                ahead = ex.submit(probe, paths[0]) if paths else None
+                for i, p in enumerate(paths):
+                    info, ahead = ahead, (ex.submit(probe, paths[i + 1]) if i + 1 < len(paths) else None)
+                    try:
+                        segs += self.match_file(p, info=_probed(info))
+                        rep.done.append(video_id(p))
+                    except FingerprintError as exc:
+                        rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
+                    if progress:
+                        progress(video_id(p))
             return segs, rep
         from .parallel import ordered_map, query_segments
 
@@ -435,6 +449,15 @@ class QueryMatcher:
             segs += self.finish(self.merge(*res))
             rep.done.append(video_id(path))
         return segs, rep
+
+
+def _probed(future) -> Optional[MediaInfo]:
+    """A probe run ahead, or None if it failed: the file is then probed again in its turn, so
+    that its error is reported exactly as without the look-ahead (an invalid id first)."""
+    try:
+        return future.result()
+    except Exception:
+        return None
 
 
 def _check_shards(libs: Sequence[Library], modalities: Sequence[str]) -> None:

@@ -55,6 +55,7 @@ STAGES = [
     ("visual_search", "visual index search + voting"),
     ("fusion", "fusion + calibration"),
     ("pipeline", "whole query pipeline (probe, decode, all stages)"),
+    ("pipeline_batch", "whole pipeline over the batch (match_files: next file probed ahead)"),
     ("pipeline_cheap", "whole query pipeline, cheaper visual settings (1 fps, no views)"),
 ]
 
@@ -114,6 +115,8 @@ def stage_times(lib: Library, queries, clock: Clock) -> float:
         clock("fusion", lambda: matcher.finish(matcher.merge(video_id(q), per_ref)))
         clock("pipeline", matcher.match_file, q)
         clock("pipeline_cheap", lambda: matcher.finish(matcher.merge(*matcher.pair_segments(q, cheap=True))))
+    # what `fingerprint match` runs: the whole batch, each file probed while the previous is matched
+    clock("pipeline_batch", matcher.match_files, queries)
     clock.t["floor"] = clock.t["floor_frames"] + clock.t["floor_audio"]
     return q_s
 

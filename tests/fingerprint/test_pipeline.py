@@ -134,3 +134,50 @@ def test_audio_beside_visual_gives_the_sequential_result(tmp_path):
             [(s.query_start, s.query_end, s.ref_start, s.ref_end, s.score) for s in b]
     # the copy is the whole clip, at speed 1
     assert abs(audio_segs[0].ref_start - audio_segs[0].query_start) < 0.1
+
+
+def test_batch_probes_the_next_file_ahead_and_reports_bad_files_as_before(tmp_path, monkeypatch):
+    """match_files probes file i+1 while file i is matched: each good file is probed once, before
+    the previous query is finished, and gives what match_file gives; a bad file is probed again in
+    its turn, so its error reads as without the look-ahead."""
+    import shutil
+
+    from fingerprint import media
+    from fingerprint.errors import FingerprintError
+    from fingerprint.pipeline import QueryMatcher
+    from fingerprint.synth import music
+    from fingerprint.synth_video import scene_video
+
+    ref = scene_video(tmp_path / "R1.mp4", 8.0, seed=5, audio=(music(8.0, 16000, seed=9), 16000))
+    q1 = shutil.copy(ref, tmp_path / "Q1.mp4")
+    bad = tmp_path / "Q2.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    q3 = scene_video(tmp_path / "Q3.mp4", 6.0, seed=6, audio=(music(6.0, 16000, seed=10), 16000))
+    lib = Library.create(tmp_path / "ix")
+    lib.add_file(ref)
+    m = QueryMatcher(lib)
+    want = [m.match_file(q) for q in (q1, q3)]
+    with pytest.raises(FingerprintError) as exc:
+        m.match_file(bad)
+
+    log, probe = [], media.probe
+
+    def counted(path):
+        log.append(("probe", Path(path).stem))
+        return probe(path)
+
+    finish = m.finish
+
+    def finished(segments):
+        log.append(("finish", segments[0].query_id if segments else "-"))
+        return finish(segments)
+
+    monkeypatch.setattr(media, "probe", counted)
+    monkeypatch.setattr(m, "finish", finished)
+    segs, rep = m.match_files([q1, bad, q3])
+    assert [s.query_id for s in segs] == [s.query_id for s in want[0] + want[1]] and want[0]
+    assert [(s.ref_start, s.score) for s in segs] == [(s.ref_start, s.score) for s in want[0] + want[1]]
+    assert rep.done == ["Q1", "Q3"] and rep.skipped == [(str(bad), exc.value.reason)]
+    probes = [name for kind, name in log if kind == "probe"]
+    assert sorted(probes) == ["Q1", "Q2", "Q2", "Q3"]
+    assert log.index(("probe", "Q2")) < log.index(("finish", "Q1"))
