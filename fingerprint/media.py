@@ -17,7 +17,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -128,6 +128,30 @@ def probe(path: PathLike) -> MediaInfo:
                      audio_start_s=audio_start, rotation_deg=rotation,
                      video_duration_s=_f(video[0].get("duration")) if video else 0.0,
                      audio_duration_s=_f(audio[0].get("duration")) if audio else 0.0)
+
+
+def probe_ahead(paths: Sequence[PathLike]) -> Iterator[Tuple[PathLike, Optional[MediaInfo]]]:
+    """Each of ``paths`` with its :func:`probe`, the next file being probed in a thread while the
+    caller works on this one: an ``ffprobe`` process mostly waits on its own start-up (~75 ms of
+    ~85 ms with Debian's shared-library ffmpeg), which would otherwise leave the cores idle between
+    files. A file whose probe failed comes with None: the caller probes it again in its turn and
+    meets the error where it would have without the look-ahead.
+
+    >>> for path, info in probe_ahead(files):      # doctest: +SKIP
+    ...     match(path, info=info)
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = list(paths)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe") as ex:
+        ahead = ex.submit(probe, paths[0]) if paths else None
+        for i, path in enumerate(paths):
+            this, ahead = ahead, (ex.submit(probe, paths[i + 1]) if i + 1 < len(paths) else None)
+            try:
+                info = this.result()
+            except Exception:  # reported by the caller's own probe, in order
+                info = None
+            yield path, info
 
 
 def _check_complete(path, what: str, decoded_s: float, expected_s: float, slack_s: float = 0.0) -> None:

@@ -24,13 +24,15 @@ _LIBRARIES = {}
 _MODEL_THREADS_ENV = "FINGERPRINT_MODEL_THREADS"
 
 
-def describe_reference(path: str, modalities: Sequence[str], visual_model: str) -> Tuple[str, object]:
+def describe_reference(path: str, modalities: Sequence[str], visual_model: str,
+                       info=None) -> Tuple[str, object]:
     """``(path, payload)``: payload is ``{"audio": Landmarks, "visual": (times, descriptors)}``
-    (what the library's modalities need), or the reason (str) the file cannot be read."""
+    (what the library's modalities need), or the reason (str) the file cannot be read.
+    ``info``: the file's probe, if already known."""
     from .media import probe
 
     try:
-        info = probe(path)
+        info = info or probe(path)
         out = {}
         if "audio" in modalities:
             from audio import fingerprint_file

@@ -270,7 +270,19 @@ class Library:
             seen.add(rid)
             todo.append(p)
         jobs = describe_jobs(todo, self.modalities, self.visual_model)
-        for path, payload in ordered_map(describe_reference, jobs, workers, dask_scheduler, dask_local, progress):
+        if workers <= 1 and not dask_scheduler and not dask_local:
+            from .media import probe_ahead
+
+            def in_this_process():  # the next file is probed while this one is described
+                for (path, mods, model), (_, info) in zip(jobs, probe_ahead(todo)):
+                    res = describe_reference(path, mods, model, info)
+                    if progress:
+                        progress(video_id(path))
+                    yield res
+            results = in_this_process()
+        else:
+            results = ordered_map(describe_reference, jobs, workers, dask_scheduler, dask_local, progress)
+        for path, payload in results:
             if isinstance(payload, str):
                 rep.skipped.append((path, payload))
                 continue
@@ -418,24 +430,16 @@ class QueryMatcher:
         rep = BatchReport()
         paths = list(paths)
         if workers <= 1 and not dask_scheduler and not dask_local:
-            from concurrent.futures import ThreadPoolExecutor
+            from .media import probe_ahead
 
-            from .media import probe
-
-            # The next file is probed while this one is matched: an ffprobe process mostly waits
-            # on its own start-up (~0.1 s with a distribution's shared-library ffmpeg), which
-            # otherwise leaves the cores idle at the start of every query.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe") as ex:
-                ahead = ex.submit(probe, paths[0]) if paths else None
-                for i, p in enumerate(paths):
-                    info, ahead = ahead, (ex.submit(probe, paths[i + 1]) if i + 1 < len(paths) else None)
-                    try:
-                        segs += self.match_file(p, info=_probed(info))
-                        rep.done.append(video_id(p))
-                    except FingerprintError as exc:
-                        rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
-                    if progress:
-                        progress(video_id(p))
+            for p, info in probe_ahead(paths):  # the next file is probed while this one is matched
+                try:
+                    segs += self.match_file(p, info=info)
+                    rep.done.append(video_id(p))
+                except FingerprintError as exc:
+                    rep.skipped.append((str(p), getattr(exc, "reason", str(exc))))
+                if progress:
+                    progress(video_id(p))
             return segs, rep
         from .parallel import ordered_map, query_segments
 
@@ -449,15 +453,6 @@ class QueryMatcher:
             segs += self.finish(self.merge(*res))
             rep.done.append(video_id(path))
         return segs, rep
-
-
-def _probed(future) -> Optional[MediaInfo]:
-    """A probe run ahead, or None if it failed: the file is then probed again in its turn, so
-    that its error is reported exactly as without the look-ahead (an invalid id first)."""
-    try:
-        return future.result()
-    except Exception:
-        return None
 
 
 def _check_shards(libs: Sequence[Library], modalities: Sequence[str]) -> None:

@@ -181,3 +181,35 @@ def test_batch_probes_the_next_file_ahead_and_reports_bad_files_as_before(tmp_pa
     probes = [name for kind, name in log if kind == "probe"]
     assert sorted(probes) == ["Q1", "Q2", "Q2", "Q3"]
     assert log.index(("probe", "Q2")) < log.index(("finish", "Q1"))
+
+
+def test_indexing_probes_the_next_file_ahead_and_gives_the_same_index(tmp_path, monkeypatch):
+    """add_files in one process probes file i+1 while file i is described: each good file is
+    probed once, a bad one again in its turn (its reason as before), and the index holds what
+    add_file gives file by file."""
+    import numpy as np
+
+    from fingerprint import media
+    from fingerprint.synth import music
+    from fingerprint.synth_video import scene_video
+
+    r1 = scene_video(tmp_path / "R1.mp4", 6.0, seed=7, audio=(music(6.0, 16000, seed=11), 16000))
+    bad = tmp_path / "R2.mp4"
+    bad.write_bytes(b"\x00" * 5000)
+    r3 = scene_video(tmp_path / "R3.mp4", 5.0, seed=8, audio=(music(5.0, 16000, seed=12), 16000))
+    one_by_one = Library.create(tmp_path / "a")
+    for r in (r1, r3):
+        one_by_one.add_file(r)
+    reason = Library.create(tmp_path / "c").add_files([bad]).skipped[0][1]
+
+    probed, probe = [], media.probe
+    monkeypatch.setattr(media, "probe", lambda path: probed.append(Path(path).stem) or probe(path))
+    lib = Library.create(tmp_path / "b")
+    rep = lib.add_files([r1, bad, r3])
+    assert rep.done == ["R1", "R3"] and rep.skipped == [(str(bad), reason)]
+    assert sorted(probed) == ["R1", "R2", "R2", "R3"]
+    assert lib.ref_ids == one_by_one.ref_ids == ["R1", "R3"]
+    for ix in (lib.audio, one_by_one.audio, lib.visual, one_by_one.visual):
+        ix._finalize()  # the arrays added so far, concatenated
+    np.testing.assert_array_equal(lib.audio._hash, one_by_one.audio._hash)
+    np.testing.assert_array_equal(lib.visual._desc, one_by_one.visual._desc)
