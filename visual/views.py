@@ -86,11 +86,11 @@ def detect_views(frames: np.ndarray, flip: bool = True) -> List[View]:
 
 
 def layout_views(frames: np.ndarray, window: int) -> Dict[View, List[int]]:
-    """Layout views (trim, cells; not the full frame) of frames ``(n, h, w, 3)`` uint8 (or their
-    :func:`gray` levels ``(n, h, w)``),
-    detected in windows of ``window`` frames that overlap by half: ``{view: [frame indices of
-    the windows that show it]}``, in order of discovery. A copy with such a layout usually fills
-    only part of a query, so a view applies to its windows only.
+    """Layout views (trim, cells; not the full frame) of frames ``(n, h, w, 3)`` uint8, or of
+    their :func:`gray` levels ``(n, h, w)``, detected in windows of ``window`` frames that overlap
+    by half: ``{view: [frame indices of the windows that show it]}``, in order of discovery. A
+    copy with such a layout usually fills only part of a query, so a view applies to its windows
+    only.
 
     Equal to :func:`detect_views` run on every window, at about half the cost: the per-frame
     sums behind the border test and the edge profiles are computed once per frame, not once per
