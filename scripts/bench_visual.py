@@ -53,7 +53,7 @@ def main():
     errs = {name: [] for name in MODELS}
     match_s = {name: 0.0 for name in MODELS}
     query_s = 0.0
-    qdesc, index_for_annoy = [], None
+    qdesc = []
     fp = {name: [] for name in MODELS}
     for seed in range(args.seeds):
         ref = scene_video(tmp / f"ref{seed}.mp4", 30.0, seed=400 + seed)

@@ -128,7 +128,7 @@ def test_compare_json_finds_copy(capsys, copy_case):
         assert isinstance(obj, dict)
         assert set(KEYS) <= set(obj), obj
         assert all(isinstance(obj[k], (int, float)) for k in KEYS), obj
-    best = assert_copy_found([{k: float(o[k]) for k in KEYS} for o in data])
+    assert_copy_found([{k: float(o[k]) for k in KEYS} for o in data])
     obj = max(data, key=lambda o: o["score"])
     assert obj["speed"] == pytest.approx(1.0, abs=0.02)
     assert obj["hits"].get("audio", 0) >= 100  # ~50 hashes/s, most of them survive in a clean copy
