@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from fingerprint.storage import load_arrays, save_arrays
-from fingerprint.types import Hits
+from fingerprint.types import Hits, HitTable
 
 from .landmarks import DT_BITS, HASH_BITS, HASH_MAX, Landmarks
 from .params import AudioParams
@@ -125,17 +125,21 @@ class AudioIndex:
         return self._dir
 
     def _lookup(self, keys: np.ndarray, dt3: np.ndarray):
-        """``(row, entry)`` of every entry whose hash without dt3 is ``keys[row]`` and whose dt3
-        is within one hop of ``dt3[row]``, sorted by row then entry."""
+        """``(first, end)``: the entries ``first[row]:end[row]`` are those whose hash without dt3
+        is ``keys[row]`` and whose dt3 is within one hop of ``dt3[row]``.
+
+        Within a bucket entries are sorted by hash, and the hashes a row accepts are one run of
+        values (dt3 is the lowest field), so two binary searches in the bucket find them: the
+        work grows with the log of a bucket's size, not with the size (a large collection has
+        crowded buckets where common hashes pile up)."""
         directory = self._directory()
         b = _bucket_of_key(keys, bucket_bits(self._hash.size))
         lo = directory[b].astype(np.int64)
-        cnt = directory[b + 1].astype(np.int64) - lo
-        row = np.repeat(np.arange(keys.size), cnt)
-        ent = np.repeat(lo - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) + np.arange(row.size)
-        eh = self._hash[ent].astype(np.int64)
-        ok = ((eh >> DT_BITS) == keys[row]) & (np.abs((eh & _DT_MASK) - dt3[row]) <= 1)
-        return row[ok], ent[ok]
+        hi = directory[b + 1].astype(np.int64)
+        base = keys.astype(np.uint64) << np.uint64(DT_BITS)
+        first = _lower_bound(self._hash, lo, hi, base | np.maximum(dt3 - 1, 0).astype(np.uint64))
+        end = _lower_bound(self._hash, first, hi, base | (np.minimum(dt3 + 1, _DT_MASK) + 1).astype(np.uint64))
+        return first, end
 
     def _meetings(self, landmarks: Landmarks, speeds, first: int):
         """``(query landmark + first, entry)`` of every meeting of ``landmarks``, each once
@@ -152,11 +156,14 @@ class AudioIndex:
                 rows.append((lm_idx[ok] << HASH_BITS) | h[ok])
         rows = _sorted_unique(np.concatenate(rows))
         q_of_row, h_of_row = rows >> HASH_BITS, rows & (HASH_MAX - 1)
-        row, ent = self._lookup(h_of_row >> DT_BITS, h_of_row & _DT_MASK)
+        lo, hi = self._lookup(h_of_row >> DT_BITS, h_of_row & _DT_MASK)
         # Very common hashes (steady tones, silence edges) say little and would dominate the vote.
-        per_row = np.bincount(row, minlength=rows.size)
-        keep = per_row[row] <= self.params.max_hits_per_hash
-        pair = _sorted_unique(q_of_row[row[keep]] * self._hash.size + ent[keep])
+        cnt = hi - lo
+        use = np.flatnonzero((cnt > 0) & (cnt <= self.params.max_hits_per_hash))
+        cnt = cnt[use]
+        row = np.repeat(use, cnt)
+        ent = np.repeat(lo[use] - (np.cumsum(cnt) - cnt), cnt) + np.arange(row.size)
+        pair = _sorted_unique(q_of_row[row] * self._hash.size + ent)
         return pair // self._hash.size + first, pair % self._hash.size
 
     def query(self, landmarks: Landmarks, speeds: Optional[List[tuple]] = None, min_hits: int = 1) -> Dict[str, Hits]:
@@ -169,13 +176,21 @@ class AudioIndex:
         ``score`` ``1 / sqrt(m_q * m_r)`` where a landmark meets ``m`` landmarks on the other side.
         ``min_hits``: references met fewer times are left out (a voter that needs ``k`` votes of
         weight <= 1 can pass ``k``: in a large index most references are met a few times by chance).
+        :meth:`query_table` gives the same hits in flat arrays, which is cheaper when most
+        references will be ruled out.
         """
+        return self.query_table(landmarks, speeds, min_hits).to_dict()
+
+    def query_table(self, landmarks: Landmarks, speeds: Optional[List[tuple]] = None,
+                    min_hits: int = 1) -> HitTable:
+        """:meth:`query`'s hits as one :class:`~fingerprint.types.HitTable`, references in
+        index order."""
         self._finalize()
         p = self.params
         if speeds is None:
             speeds = [(s, 1.0) for s in p.tempo_speeds] + [(s, s) for s in p.resample_speeds if s != 1.0]
         if len(landmarks) == 0 or self._hash.size == 0:
-            return {}
+            return _empty_table()
         # Landmarks are looked up a chunk at a time: every landmark makes ~50 lookup rows, which
         # for an hour of query audio would be tens of millions at once.
         parts = [self._meetings(landmarks.select(slice(c, c + QUERY_CHUNK)), speeds, c)
@@ -183,10 +198,10 @@ class AudioIndex:
         qi = np.concatenate([q for q, _ in parts])
         ei = np.concatenate([e for _, e in parts])
         if qi.size == 0:
-            return {}
+            return _empty_table()
         # (qi, ei) come sorted by qi then ei: a stable sort by reference gives (ref, qi, ei) order.
         refs = self._ref[ei]
-        order = np.argsort(refs, kind="stable")
+        order = _stable_order(refs, len(self.ref_ids))
         refs, qi, ei = refs[order], qi[order], ei[order]
         # A landmark that meets many landmarks on the other side (a repeated note, a loop) is weak
         # evidence for each of those meetings: split its vote among them. (ref, qi) pairs are
@@ -195,22 +210,25 @@ class AudioIndex:
         run = np.flatnonzero(np.r_[True, (refs[1:] != refs[:-1]) | (qi[1:] != qi[:-1])])
         run_len = np.diff(np.r_[run, refs.size])
         cnt_q = np.repeat(run_len, run_len)
-        _, inv_e, cnt_e = np.unique(ei, return_inverse=True, return_counts=True)
-        weight = 1.0 / np.sqrt(cnt_q * cnt_e[inv_e])
+        by_e = _stable_order(ei, self._hash.size)
+        e_sorted = ei[by_e]
+        group = np.cumsum(np.r_[True, e_sorted[1:] != e_sorted[:-1]]) - 1
+        cnt_e = np.empty(ei.size, np.int64)
+        cnt_e[by_e] = np.bincount(group)[group]
+        weight = 1.0 / np.sqrt(cnt_q * cnt_e)
         starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]])
         ends = np.r_[starts[1:], refs.size]
         enough = ends - starts >= min_hits
-        out: Dict[str, Hits] = {}
-        for a, b in zip(starts[enough], ends[enough]):
-            q, e = qi[a:b], ei[a:b]
-            out[self.ref_ids[int(refs[a])]] = Hits(
-                query_t=landmarks.t_s[q].astype(np.float64),
-                ref_t=self._t[e].astype(np.float64),
-                score=weight[a:b],
-                span_s=landmarks.span_s[q],
-                source="audio",
-            )
-        return out
+        sel = np.repeat(enough, ends - starts)
+        qi, ei = qi[sel], ei[sel]
+        lens = (ends - starts)[enough]
+        return HitTable(ref_ids=[self.ref_ids[i] for i in refs[starts[enough]].tolist()],
+                        starts=np.cumsum(lens) - lens,
+                        query_t=landmarks.t_s[qi].astype(np.float64),
+                        ref_t=self._t[ei].astype(np.float64),
+                        score=weight[sel],
+                        span_s=landmarks.dt3[qi].astype(np.float64) * landmarks.hop_s,
+                        source="audio")
 
     def save(self, path: Union[str, Path]) -> None:
         """Write the index atomically to ``path`` (an ``.npz`` file)."""
@@ -242,6 +260,38 @@ class AudioIndex:
             raise IndexFormatError(path, "inconsistent index arrays")
         return cls.from_arrays(h, r, t, ref_ids, params,
                                [float(x) for x in meta.get("ref_durations_s", [0.0] * len(ref_ids))], presorted=True)
+
+
+def _empty_table() -> HitTable:
+    z = np.zeros(0)
+    return HitTable([], np.zeros(0, np.int64), z, z.copy(), z.copy(), z.copy(), "audio")
+
+
+def _lower_bound(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per row, the first index ``i`` in ``lo[row]:hi[row]`` with ``values[i] >= target[row]``
+    (``hi[row]`` if none); ``values`` must be sorted within each such range. Vectorized over rows:
+    one gather per halving step, for the rows still searching."""
+    lo, hi = lo.copy(), hi.copy()
+    act = np.flatnonzero(lo < hi)
+    while act.size:
+        mid = (lo[act] + hi[act]) >> 1
+        right = values[mid] < target[act]
+        lo[act[right]] = mid[right] + 1
+        hi[act[~right]] = mid[~right]
+        act = act[lo[act] < hi[act]]
+    return lo
+
+
+def _stable_order(keys: np.ndarray, key_max: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of non-negative ints below ``key_max``, by sorting
+    (key, position) packed in one uint64 where both fit: ~7x faster on millions of meetings,
+    as numpy's plain sort of 64-bit ints is much faster than its stable argsort."""
+    n = keys.size
+    pos_bits = max(1, int(n).bit_length())
+    if int(key_max).bit_length() + pos_bits > 64:
+        return np.argsort(keys, kind="stable")
+    packed = np.sort((keys.astype(np.uint64) << np.uint64(pos_bits)) | np.arange(n, dtype=np.uint64))
+    return (packed & np.uint64((1 << pos_bits) - 1)).astype(np.int64)
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ so the first frame of a file that starts at 0.2 s is at 0.2 s).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 
@@ -91,6 +91,57 @@ class Hits:
     def empty(source: str) -> "Hits":
         z = np.zeros(0, dtype=np.float64)
         return Hits(z, z.copy(), z.copy(), z.copy(), source)
+
+
+@dataclass
+class HitTable:
+    """The hits of one query against many references, in flat arrays: reference ``ref_ids[i]``
+    has rows ``starts[i]:starts[i + 1]`` (the last runs to the end) of ``query_t``, ``ref_t``,
+    ``score`` and ``span_s``, which mean what they mean in :class:`Hits`.
+
+    Why: a query against a large index meets tens of thousands of references, nearly all by
+    chance; kept flat, they can be ruled out together (``fusion.may_align``) before any
+    per-reference object is made.
+
+    >>> table = audio_index.query_table(landmarks)            # doctest: +SKIP
+    >>> table.ref_ids[0], len(table.hits(0))                   # doctest: +SKIP
+    ('R000001', 412)
+    """
+
+    ref_ids: List[str]
+    starts: np.ndarray
+    query_t: np.ndarray
+    ref_t: np.ndarray
+    score: np.ndarray
+    span_s: np.ndarray
+    source: str
+
+    def __post_init__(self):
+        n = len(self.query_t)
+        for name in ("ref_t", "score", "span_s"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"HitTable.{name} has {len(getattr(self, name))} items, query_t has {n}")
+        if len(self.starts) != len(self.ref_ids):
+            raise ValueError(f"HitTable has {len(self.ref_ids)} references but {len(self.starts)} starts")
+
+    def __len__(self) -> int:
+        """Number of references."""
+        return len(self.ref_ids)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Hits per reference, ``(len(self),)``."""
+        return np.diff(np.r_[self.starts, len(self.query_t)]).astype(np.int64)
+
+    def hits(self, i: int) -> Hits:
+        """Reference ``i``'s hits (views of the flat arrays)."""
+        a = int(self.starts[i])
+        b = int(self.starts[i + 1]) if i + 1 < len(self.starts) else len(self.query_t)
+        return Hits(self.query_t[a:b], self.ref_t[a:b], self.score[a:b], self.span_s[a:b], self.source)
+
+    def to_dict(self) -> Dict[str, Hits]:
+        """``{ref_id: Hits}`` of every reference."""
+        return {rid: self.hits(i) for i, rid in enumerate(self.ref_ids)}
 
 
 @dataclass

@@ -169,7 +169,7 @@ def _synthetic_audio(lib: Library, hours: float, rng):
     hour in the real index beside those in a synthetic one."""
     from audio import AudioIndex
     from audio.index import bucket_bits, bucket_of
-    from audio.landmarks import HASH_MAX, pack_hashes, unpack_hashes
+    from audio.landmarks import HASH_BITS, HASH_MAX, pack_hashes, unpack_hashes
 
     base = lib.audio
     base._finalize()
@@ -191,9 +191,8 @@ def _synthetic_audio(lib: Library, hours: float, rng):
         return h[ok], r[ok].astype(np.uint32), t[ok].astype(np.float32)
 
     # A counting sort into bucket order in two passes over the copies, so that only the output
-    # arrays and one block's temporaries are in memory (1,000 h is ~400M entries). Within a
-    # bucket entries stay in copy order: a lookup scans its whole bucket, so the order inside
-    # does not matter to the timing.
+    # arrays and one block's temporaries are in memory (1,000 h is ~400M entries); then each
+    # bucket is sorted by hash, as AudioIndex stores it (a lookup binary-searches its bucket).
     step = max(1, int(1e7 // max(1, len(base))))
     blocks = [(c, min(k, c + step)) for c in range(0, k, step)]
     n = sum(int(block(*c)[0].size) for c in blocks)
@@ -202,6 +201,7 @@ def _synthetic_audio(lib: Library, hours: float, rng):
     for c in blocks:
         cursor[1:] += np.bincount(bucket_of(block(*c)[0], bits), minlength=1 << bits)
     cursor = np.cumsum(cursor)[:-1]
+    bucket_start = cursor.copy()
     out_h, out_r, out_t = np.empty(n, np.uint64), np.empty(n, np.uint32), np.empty(n, np.float32)
     for c in blocks:
         h, r, t = block(*c)
@@ -214,6 +214,12 @@ def _synthetic_audio(lib: Library, hours: float, rng):
         out_h[pos], out_r[pos], out_t[pos] = h[order], r[order], t[order]
         np.add.at(cursor, b[first], np.diff(np.r_[first, b.size]))
         del h, r, t, b, order, rank, pos
+    step = max(1, (1 << bits) * (1 << 24) // max(1, n))  # buckets per chunk, ~16M entries
+    for b0 in range(0, 1 << bits, step):
+        p0, p1 = bucket_start[b0], (bucket_start[b0 + step] if b0 + step < (1 << bits) else n)
+        part = out_h[p0:p1]
+        order = np.argsort((bucket_of(part, bits).astype(np.uint64) << np.uint64(HASH_BITS)) | part, kind="stable")
+        out_h[p0:p1], out_r[p0:p1], out_t[p0:p1] = part[order], out_r[p0:p1][order], out_t[p0:p1][order]
     ids = [f"S{i}_{c}" for i in range(len(base.ref_ids)) for c in range(k)]
     return AudioIndex.from_arrays(out_h, out_r, out_t, ids, base.params,
                                   ref_durations_s=[d for d in base.ref_durations_s for _ in range(k)],

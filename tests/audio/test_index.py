@@ -211,3 +211,30 @@ def test_looking_up_in_chunks_gives_the_same_hits(monkeypatch):
     for k in whole:
         for f in ("query_t", "ref_t", "score", "span_s"):
             np.testing.assert_array_equal(getattr(whole[k], f), getattr(chunked[k], f))
+
+
+def test_lower_bound_searches_each_range_as_searchsorted_would():
+    """The vectorized binary search of a lookup, against np.searchsorted range by range: ranges
+    empty, of one entry and of thousands, targets below, inside, equal to and above their values."""
+    from audio.index import _lower_bound
+
+    rng = np.random.default_rng(7)
+    sizes = np.r_[0, 1, 2, 3000, rng.integers(0, 40, 500)]
+    values = np.concatenate([np.sort(rng.integers(0, 50, n)) for n in sizes]).astype(np.uint64)
+    lo = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
+    hi = lo + sizes
+    for target in (rng.integers(-1, 52, sizes.size), np.full(sizes.size, 0), np.full(sizes.size, 60)):
+        target = np.maximum(target, 0).astype(np.uint64)
+        got = _lower_bound(values, lo, hi, target)
+        want = [a + np.searchsorted(values[a:b], x, side="left") for a, b, x in zip(lo, hi, target)]
+        np.testing.assert_array_equal(got, want)
+
+
+def test_stable_order_is_a_stable_argsort_packed_or_not():
+    from audio.index import _stable_order
+
+    rng = np.random.default_rng(8)
+    for key_max in (3, 1000, 2 ** 40):  # many ties; few; too wide to pack with the positions
+        keys = rng.integers(0, key_max, 50_000)
+        np.testing.assert_array_equal(_stable_order(keys, key_max), np.argsort(keys, kind="stable"))
+    assert _stable_order(np.zeros(0, np.int64), 10).size == 0
