@@ -366,7 +366,7 @@ class QueryMatcher:
             for lib in self.libs:  # described once, searched in every shard
                 # A reference met fewer times than the voter's minimum (votes weigh <= 1) cannot
                 # give a segment: the index leaves it out, which matters in large indexes.
-                hits = lib.audio.query(lm, min_hits=math.ceil(self.audio_vote.min_hits))
+                hits = lib.audio.query_table(lm, min_hits=math.ceil(self.audio_vote.min_hits))
                 out.update(find_segments_many(hits, self.audio_vote))
             return out
 

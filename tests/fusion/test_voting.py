@@ -185,34 +185,36 @@ def test_find_segments_many_is_find_segments_of_each_pair():
     assert [len(got[k]) for k in hits] == [1, 0, 2]
 
 
-def test_may_align_holds_at_its_worst_case_a_line_between_coarse_slopes_over_the_whole_query():
-    """Its bins are as wide as they must be, no narrower: min_hits hits on one line between two
-    slopes of the coarse grid, spread over the whole query, are still kept."""
+def test_may_align_holds_at_its_worst_case_min_hits_on_one_line_over_the_whole_query():
+    """Its bins are as wide as they must be, no narrower: exactly min_hits hits on one line, at
+    every slope of the voter's grid (so at every place within the check's slope ranges), spread
+    over the whole query, are still kept."""
     from fusion import may_align
-    from fusion.voting import COARSE_SLOPES, _slope_grid, best_line
+    from fusion.voting import _slope_grid, best_line
 
-    coarse = np.geomspace(AUDIO_VOTE.min_slope, AUDIO_VOTE.max_slope, COARSE_SLOPES)
-    fine = _slope_grid(AUDIO_VOTE)
-    halfway = np.sqrt(coarse[1:] * coarse[:-1])
     rng = np.random.default_rng(3)
     pairs = []
     for q_max in (60.0, 600.0):
-        for s in fine[np.abs(fine[None, :] - halfway[:, None]).argmin(axis=1)]:  # voter slopes
-            for seed in range(4):  # a few stray hits below the line move where the bins start
+        for s in _slope_grid(AUDIO_VOTE):
+            for seed in range(2):  # a few stray hits below the line move where the bins start
                 q = np.r_[np.linspace(0.0, q_max, int(AUDIO_VOTE.min_hits)), rng.uniform(0, q_max, 3)]
                 r = np.r_[30.0 + s * q[:-3], rng.uniform(0, 20, 3)]
                 pairs.append(Hits(q, r, np.ones(q.size), np.zeros(q.size), "audio"))
     votes = np.array([best_line(h.query_t, h.ref_t, h.score, AUDIO_VOTE)[2] for h in pairs])
     assert (votes >= AUDIO_VOTE.min_hits).all()
     assert may_align(pairs, AUDIO_VOTE).all()
+    # one hit fewer on the line: the voter finds nothing, and the check passes almost no pair
+    short = [Hits(h.query_t[1:], h.ref_t[1:], h.score[1:], h.span_s[1:], "audio") for h in pairs]
+    votes = np.array([best_line(h.query_t, h.ref_t, h.score, AUDIO_VOTE)[2] for h in short])
+    assert (votes < AUDIO_VOTE.min_hits).all()
+    assert not may_align(short, AUDIO_VOTE).any()
 
 
-def test_batched_histogram_of_many_pairs_is_each_pairs_best_line():
-    """may_align's histogram of many pairs at once, on the voter's own slopes and bins, gives
-    every pair exactly best_line's votes: no pair's bins reach into its neighbour's. The coarse
-    check then keeps every pair whose first round passes."""
+def test_may_align_checks_many_pairs_at_once_as_the_voters_first_round():
+    """Pairs checked together (their bins side by side) keep every pair whose first round of the
+    voter passes, and little else: no pair's bins reach into its neighbour's."""
     from fusion import VISUAL_VOTE, may_align
-    from fusion.voting import _best_cells, _slope_grid, best_line
+    from fusion.voting import best_line
 
     rng = np.random.default_rng(11)
     pairs = []
@@ -227,15 +229,73 @@ def test_batched_histogram_of_many_pairs_is_each_pairs_best_line():
         h = make(*parts)
         if len(h):
             pairs.append(Hits(h.query_t, h.ref_t, rng.uniform(0.6, 1.0, len(h)), h.span_s, "audio"))
-    q, r, w = (np.concatenate([getattr(h, k) for h in pairs]) for k in ("query_t", "ref_t", "score"))
-    starts = np.r_[0, np.cumsum([len(h) for h in pairs])[:-1]]
     for p in (AUDIO_VOTE, VISUAL_VOTE):
         want = np.array([best_line(h.query_t, h.ref_t, h.score, p)[2] for h in pairs])
-        got = _best_cells(q, r, w, starts, _slope_grid(p), np.full(len(pairs), p.offset_bin_s)).max(axis=1)
-        np.testing.assert_array_equal(got, want)
         first_round = (want >= p.min_hits) & (np.array([len(h) for h in pairs]) >= p.min_hits)
         keep = may_align(pairs, p)
         assert keep[first_round].all()
         if p is AUDIO_VOTE:  # (visual votes need 1.5 only: nearly every pair passes)
             assert 20 <= first_round.sum() <= len(pairs) - 100  # both outcomes occur...
-            assert (~keep).sum() >= 100  # ...and the check rules pairs out
+            assert (~keep).sum() >= 100  # ...and the check rules pairs out...
+            # ...nearly all that the voter's first round rules out (the coarse stage alone kept
+            # ~45% of chance pairs on a large index)
+            assert keep.sum() <= first_round.sum() * 1.1
+
+
+def test_may_align_keeps_a_cell_that_straddles_its_own_bins():
+    """The check's bins do not start where the voter's do (the pair's smallest offset), so a
+    voter cell of two bins can straddle three of the check's; it must still pass, wherever it
+    falls against them."""
+    from fusion import may_align
+    from fusion.voting import best_line
+
+    n = int(AUDIO_VOTE.min_hits)
+    pairs = []
+    for shift in np.arange(0.0, 0.1, 0.01):
+        q_cell = 5.0 + 0.001 * np.arange(n)  # within 11 ms: no other slope narrows the cell
+        q = np.r_[40.0, q_cell]              # a stray hit, then the cell
+        # offsets at slope 1: the stray's (where the voter's bins start), then half the cell
+        # 10.0 above it and half 10.195 above: the voter's bins 10.0-10.1 and 10.1-10.2
+        r = np.r_[40.0 + shift, q_cell + shift + 10.0 + np.repeat([0.0, 0.195], [n // 2, n - n // 2])]
+        pairs.append(Hits(q, r, np.ones(q.size), np.zeros(q.size), "audio"))
+    assert all(best_line(h.query_t, h.ref_t, h.score, AUDIO_VOTE)[2] >= n for h in pairs)
+    assert may_align(pairs, AUDIO_VOTE).all()
+
+
+def test_a_hit_table_gives_what_its_pairs_give_one_by_one():
+    """find_segments_many of a flat HitTable (what a large audio index returns) equals that of
+    the same pairs as Hits, pairs with fewer than min_hits hits and empty ones included."""
+    from fingerprint.types import HitTable
+    from fusion import find_segments_many
+
+    pairs = {"copy": make(line_hits(10.0, 20.0, 5.0, 0.9), noise_hits(100)),
+             "few": make(line_hits(2.0, 2.5, 30.0, 1.0)),
+             "chance": make(noise_hits(30)),
+             "two": make(line_hits(2, 10, 30, 1.0, seed=2), line_hits(20, 32, 3, 1.0, seed=3))}
+    sizes = [len(h) for h in pairs.values()]
+    assert sizes[1] < AUDIO_VOTE.min_hits
+    flat = {k: np.concatenate([getattr(h, k) for h in pairs.values()]) for k in ("query_t", "ref_t", "score", "span_s")}
+    table = HitTable(list(pairs), np.r_[0, np.cumsum(sizes)[:-1]], source="audio", **flat)
+    assert table.sizes.tolist() == sizes
+    got = find_segments_many(table, AUDIO_VOTE)
+    assert list(got) == list(pairs)
+    assert got == find_segments_many(pairs, AUDIO_VOTE)
+    assert [len(got[k]) for k in pairs] == [1, 0, 0, 2]
+    with pytest.raises(ValueError, match="starts"):
+        HitTable(["a"], np.zeros(2, np.int64), source="audio", **flat)
+
+
+def test_a_pairs_cell_does_not_spill_into_the_pair_before_it():
+    """Pairs are binned side by side: a cell in the first bins of one pair must not make the pair
+    before it pass. The pair before is one the coarse stage keeps and the fine one rules out
+    (its offsets zigzag over 0.34 s, wider than a cell at any slope)."""
+    from fusion import may_align
+
+    n = int(AUDIO_VOTE.min_hits)
+    q = np.linspace(0.0, 60.0, n)
+    near = Hits(q, q + 20.0 + np.where(np.arange(n) % 2, 0.34, 0.0), np.ones(n), np.zeros(n), "audio")
+    cell = Hits(np.full(n, 5.0), np.full(n, 20.0), np.ones(n), np.zeros(n), "audio")  # all one offset
+    assert may_align([near], AUDIO_VOTE).tolist() == [False]
+    assert may_align([near, cell], AUDIO_VOTE).tolist() == [False, True]
+    chance = [make(noise_hits(3 * n, 60.0, 120.0, seed=s)) for s in range(10)]
+    assert may_align([h for c in chance for h in (c, cell)], AUDIO_VOTE).tolist() == [False, True] * len(chance)
