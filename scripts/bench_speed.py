@@ -84,7 +84,7 @@ def machine(device: str) -> str:
 def stage_times(lib: Library, queries, clock: Clock) -> float:
     """Time every stage of every query into ``clock``; returns the query seconds."""
     from audio import extract_landmarks
-    from fusion import AUDIO_VOTE, VISUAL_VOTE, find_segments
+    from fusion import AUDIO_VOTE, VISUAL_VOTE, find_segments, find_segments_many
     from visual.matcher import _work_size
 
     matcher = QueryMatcher(lib)
@@ -102,9 +102,10 @@ def stage_times(lib: Library, queries, clock: Clock) -> float:
         if len(sig.samples):
             lm = clock("audio_landmarks", extract_landmarks, sig, ap)
 
-            def audio_search():
-                for rid, h in lib.audio.query(lm, None, int(np.ceil(AUDIO_VOTE.min_hits))).items():
-                    per_ref.setdefault(rid, ([], []))[0].extend(find_segments(h, AUDIO_VOTE))
+            def audio_search():  # as the pipeline does it
+                table = lib.audio.query_table(lm, None, int(np.ceil(AUDIO_VOTE.min_hits)))
+                for rid, segs in find_segments_many(table, AUDIO_VOTE).items():
+                    per_ref.setdefault(rid, ([], []))[0].extend(segs)
             clock("audio_search", audio_search)
         qd = clock("visual_describe", lambda: list(vm.describe_frames(frames)))
 
@@ -257,47 +258,62 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
         from fusion import AUDIO_VOTE
 
         mh = int(np.ceil(AUDIO_VOTE.min_hits))  # as the pipeline asks
-        ix.query(query_lm, None, mh)  # the directory is built on first use
-        ta = min(_timed(ix.query, query_lm, None, mh) for _ in range(2))
+        ix.query_table(query_lm, None, mh)  # the directory is built on first use
+        ta = min(_timed(ix.query_table, query_lm, None, mh) for _ in range(2))
         # voting as the pipeline does it (fusion.find_segments_many): every reference met
-        # min_hits times goes through the vectorized check fusion.may_align, and those it keeps
-        # through the Hough voter, timed on a sample of them and scaled to all
-        from fusion import find_segments, may_align
+        # min_hits times goes through the check fusion.may_align, and those it keeps through the
+        # Hough voter
+        from fusion import find_segments_many, may_align
 
-        hits = ix.query(query_lm, None, mh)
-        meetings = sum(len(h) for h in ix.query(query_lm).values())  # all, before min_hits
-        ids = sorted(hits)
+        table = ix.query_table(query_lm, None, mh)
+        meetings = len(ix.query_table(query_lm).query_t)  # all, before min_hits
         t0 = time.perf_counter()
-        keep = may_align([hits[i] for i in ids], AUDIO_VOTE)
+        kept = int(may_align(table, AUDIO_VOTE).sum())
         t_check = time.perf_counter() - t0
-        kept = [i for i, k in zip(ids, keep) if k]
-        sample = [kept[i] for i in np.random.default_rng(1).permutation(len(kept))[:VOTE_SAMPLE]]
-        t0 = time.perf_counter()
-        n_segs = sum(len(find_segments(hits[i], AUDIO_VOTE)) for i in sample)
-        tv = t_check + (time.perf_counter() - t0) * len(kept) / max(1, len(sample))
+        tv = min(_timed(find_segments_many, table, AUDIO_VOTE) for _ in range(2))
+        n_segs = sum(len(v) for v in find_segments_many(table, AUDIO_VOTE).values())
         row = {"hours": hours, "audio_s": ta, "audio_entries": len(ix), "audio_build_s": build,
-               "audio_hashes_per_hour": per_hour, "audio_refs_voted": len(ids), "audio_vote_s": tv,
-               "audio_check_s": t_check, "audio_refs_kept": len(kept),
-               "audio_vote_sampled": len(sample), "audio_chance_segments_in_sample": n_segs,
+               "audio_hashes_per_hour": per_hour, "audio_refs_voted": len(table), "audio_vote_s": tv,
+               "audio_check_s": t_check, "audio_refs_kept": kept, "audio_chance_segments": n_segs,
                "audio_meetings": meetings}
-        del hits
+        del table
         del ix
         if hours <= visual_max_h:
             vx = _synthetic_visual(lib, hours, rng)
-            vx.search(query_desc[:2], 10)  # builds annoy above exact_max_frames
+            if vx.uses_annoy:
+                t0 = time.perf_counter()
+                vx._annoy = _annoy_all_cores(vx)
+                row["visual_annoy_build_s"] = time.perf_counter() - t0
             row["visual_s"] = min(_timed(vx.search, query_desc, 10) for _ in range(2))
             row["visual_frames"] = len(vx)
             row["visual_annoy"] = vx.uses_annoy
+            if vx.uses_annoy:  # how many of the exact 10 nearest frames annoy finds
+                _, approx = vx.search(query_desc, 10)
+                _, exact = vx.search(query_desc, 10, exact=True)
+                row["visual_recall_at_10"] = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)]))
             del vx
         rows.append(row)
         print(f"  {hours:g} h: audio search {ta:.3f} s ({meetings} meetings), voting {tv:.2f} s over "
-              f"{len(ids)} references ({len(kept)} past the check, {t_check:.2f} s)"
+              f"{row['audio_refs_voted']} references ({kept} past the check, {t_check:.2f} s)"
               + (f", visual {row['visual_s']:.3f} s" if "visual_s" in row else ""), flush=True)
     return rows
 
 
-#: Audio voting at scale is timed on this many references and scaled to all of them.
-VOTE_SAMPLE = 2000
+def _annoy_all_cores(vx):
+    """The annoy forest of a synthetic visual index, its trees built on every core. The product
+    builds with one thread (``VisualIndex._build_annoy``), so that a forest does not depend on the
+    machine's core count; a search costs the same either way, and one thread would take most of
+    an hour at 1,000 h."""
+    from annoy import AnnoyIndex
+
+    vx._finalize()
+    a = AnnoyIndex(vx._desc.shape[1], "angular")
+    a.set_seed(0)
+    for i in range(0, len(vx), 200_000):
+        for j, row in enumerate(vx._desc[i:i + 200_000].astype(np.float32)):
+            a.add_item(i + j, row)
+    a.build(vx.params.annoy_trees, n_jobs=-1)
+    return a
 
 
 def _timed(fn, *a):
@@ -414,6 +430,11 @@ def _audio_current(r: dict) -> bool:
     return r.get("audio_index_version") == INDEX_VERSION
 
 
+def _latency_current(r: dict) -> bool:
+    """Whether run ``r``'s latency rows come from this round's audio search and voting."""
+    return bool(r["latency"]) and "audio_chance_segments" in r["latency"][0]
+
+
 def markdown(runs) -> str:
     base = runs[0]  # its latency query describes the curve
     names = [_name(r) for r in runs]
@@ -460,11 +481,17 @@ def markdown(runs) -> str:
     out += ["", f"Latency of one {lq['seconds']:.0f} s query ({lq['landmarks']} landmarks, {lq['descriptors']} view "
                 "descriptors) against synthetic indexes drawn like the real one, in seconds. Audio search: lookups "
                 "and hits per reference; audio voting: every reference met at least 12 times goes through "
-                "fusion.may_align, and those it keeps through the Hough voter (timed on up to "
-                f"{VOTE_SAMPLE:,} of them, scaled to all); visual: search of the descriptors.", "",
+                "fusion.may_align, and those it keeps through the Hough voter; visual: search of the descriptors "
+                "(annoy above 200k frames, its recall@10 against an exact search in brackets).", "",
             "| reference hours | " + " | ".join(
                 f"{n}: audio search | audio voting (references met / voted) | visual search" for n in names) + " |",
             "|---|" + "---|---|---|" * len(runs)]
+    older = [_name(r) for r in runs if r["latency"] and "audio_refs_kept" in r["latency"][0]
+             and not _latency_current(r)]
+    if older:
+        out[-2:-2] = ["Runs marked * (" + "; ".join(older) + ") measured the audio columns before binary-searched "
+                      "buckets, flat hit tables and the two-stage fusion.may_align (docs/speed.md), with the voter "
+                      "timed on a sample of the references.", ""]
     old = [_name(r) for r in runs if r["latency"] and "audio_refs_kept" not in r["latency"][0]]
     if old:
         out[-2:-2] = ["Runs marked \"/ all\" (" + "; ".join(old) + ") predate fusion.may_align: every reference "
@@ -480,14 +507,18 @@ def markdown(runs) -> str:
                 cells += ["-", "-", "-"]
                 continue
             if _audio_current(r):
-                cells.append(f"{row['audio_s']:.3f}")
+                star = "" if _latency_current(r) or "audio_refs_kept" not in row else "*"
+                cells.append(f"{row['audio_s']:.3f}{star}")
                 kept = f" / {row['audio_refs_kept']:,}" if "audio_refs_kept" in row else " / all"
                 cells.append(f"{row['audio_vote_s']:.2f} ({row['audio_refs_voted']:,}{kept})"
                              if "audio_vote_s" in row else "-")
             else:
                 cells += ["(pair hashes)", "(pair hashes)"]
-            cells.append(f"{row['visual_s']:.3f}" + (" (annoy)" if row.get("visual_annoy") else "")
-                         if "visual_s" in row else "-")
+            annoy = ""
+            if row.get("visual_annoy"):
+                annoy = (f" (annoy, recall@10 {row['visual_recall_at_10']:.2f})" if "visual_recall_at_10" in row
+                         else " (annoy)")
+            cells.append(f"{row['visual_s']:.3f}{annoy}" if "visual_s" in row else "-")
         out.append(f"| {h:g} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
@@ -520,13 +551,13 @@ def plot(runs, path: Path) -> None:
         if len(lat) < 2 or where in seen or not _audio_current(r):
             continue
         seen.add(where)
-        if "audio_refs_kept" not in lat[0]:
-            where = "H100 machine, older run" if "GPU" in where else where + ", older run"
+        if not _latency_current(r):
+            where = "H100 machine, older code" if "GPU" in where else where + ", older code"
         ax2.loglog([x["hours"] for x in lat], [x["audio_s"] for x in lat], "o-", label=f"audio search, {where}")
         av = [x for x in lat if "audio_vote_s" in x]
         if av:
             ax2.loglog([x["hours"] for x in av], [x["audio_vote_s"] for x in av], "^:",
-                       label=f"audio voting (sampled), {where}")
+                       label=f"audio voting, {where}")
         v = [x for x in lat if "visual_s" in x]
         if v:
             ax2.loglog([x["hours"] for x in v], [x["visual_s"] for x in v], "s--",
@@ -552,7 +583,7 @@ def main():
     ap.add_argument("--visual-model", default="sscd-distilled", choices=["sscd-distilled", "sscd"])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts for indexing")
     ap.add_argument("--hours", type=float, nargs="+", default=[1, 10, 100, 1000])
-    ap.add_argument("--visual-max-hours", type=float, default=100,
+    ap.add_argument("--visual-max-hours", type=float, default=1000,
                     help="largest synthetic visual index (annoy build time grows with it)")
     ap.add_argument("--json", default=None, help="write the raw figures here")
     ap.add_argument("--with", dest="others", nargs="*", default=[], help="other runs' JSON to show beside this one")
