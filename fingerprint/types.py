@@ -57,6 +57,14 @@ class Frames:
     times_s: np.ndarray
 
 
+def _check_parallel(hits) -> None:
+    """A :class:`Hits` or :class:`HitTable` has as many ``ref_t``, ``score`` and ``span_s`` as ``query_t``."""
+    n = len(hits.query_t)
+    for name in ("ref_t", "score", "span_s"):
+        if len(getattr(hits, name)) != n:
+            raise ValueError(f"{type(hits).__name__}.{name} has {len(getattr(hits, name))} items, query_t has {n}")
+
+
 @dataclass
 class Hits:
     """Matching evidence between one query and one reference, as parallel arrays of length n.
@@ -75,10 +83,7 @@ class Hits:
     source: str
 
     def __post_init__(self):
-        n = len(self.query_t)
-        for name in ("ref_t", "score", "span_s"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"Hits.{name} has {len(getattr(self, name))} items, query_t has {n}")
+        _check_parallel(self)
 
     def __len__(self) -> int:
         return len(self.query_t)
@@ -117,10 +122,7 @@ class HitTable:
     source: str
 
     def __post_init__(self):
-        n = len(self.query_t)
-        for name in ("ref_t", "score", "span_s"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"HitTable.{name} has {len(getattr(self, name))} items, query_t has {n}")
+        _check_parallel(self)
         if len(self.starts) != len(self.ref_ids):
             raise ValueError(f"HitTable has {len(self.ref_ids)} references but {len(self.starts)} starts")
 

@@ -283,6 +283,10 @@ def test_a_hit_table_gives_what_its_pairs_give_one_by_one():
     assert [len(got[k]) for k in pairs] == [1, 0, 0, 2]
     with pytest.raises(ValueError, match="starts"):
         HitTable(["a"], np.zeros(2, np.int64), source="audio", **flat)
+    with pytest.raises(ValueError, match=r"HitTable.score has \d+ items"):
+        HitTable(list(pairs), table.starts, source="audio", **{**flat, "score": flat["score"][:-1]})
+    with pytest.raises(ValueError, match=r"Hits.span_s has 1 items, query_t has 2"):
+        Hits(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(1), "audio")
 
 
 def test_a_pairs_cell_does_not_spill_into_the_pair_before_it():
