@@ -5,8 +5,9 @@ directory with one slot per hash, so entries are grouped in ``2**bits`` buckets,
 with the index (about 4 entries per bucket): an entry's bucket is a multiplicative hash of its
 hash *without* the dt3 field, so the three hashes one hop of dt3 jitter can reach share a
 bucket. Entries are sorted by (bucket, hash, ref, time) and a directory of bucket offsets makes a
-lookup two array reads plus a scan of about four entries, whatever the index's size. References
-can be added at any time; the arrays are re-sorted lazily before the next query or save.
+lookup two array reads plus two binary searches in the bucket (crowded where common hashes pile
+up), whatever the index's size. References can be added at any time; the arrays are re-sorted
+lazily before the next query or save.
 """
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ class AudioIndex:
                         query_t=landmarks.t_s[qi].astype(np.float64),
                         ref_t=self._t[ei].astype(np.float64),
                         score=weight[sel],
-                        span_s=landmarks.dt3[qi].astype(np.float64) * landmarks.hop_s,
+                        span_s=landmarks.span_s[qi],
                         source="audio")
 
     def save(self, path: Union[str, Path]) -> None:
