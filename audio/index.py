@@ -225,11 +225,11 @@ class AudioIndex:
         lens = (ends - starts)[enough]
         return HitTable(ref_ids=[self.ref_ids[i] for i in refs[starts[enough]].tolist()],
                         starts=np.cumsum(lens) - lens,
-                        query_t=landmarks.t_s[qi].astype(np.float64),
-                        ref_t=self._t[ei].astype(np.float64),
-                        score=weight[sel],
-                        span_s=landmarks.span_s[qi],
-                        source="audio")
+                        flat=Hits(query_t=landmarks.t_s[qi].astype(np.float64),
+                                  ref_t=self._t[ei].astype(np.float64),
+                                  score=weight[sel],
+                                  span_s=landmarks.span_s[qi],
+                                  source="audio"))
 
     def save(self, path: Union[str, Path]) -> None:
         """Write the index atomically to ``path`` (an ``.npz`` file)."""
@@ -264,8 +264,7 @@ class AudioIndex:
 
 
 def _empty_table() -> HitTable:
-    z = np.zeros(0)
-    return HitTable([], np.zeros(0, np.int64), z, z.copy(), z.copy(), z.copy(), "audio")
+    return HitTable([], np.zeros(0, np.int64), Hits.empty("audio"))
 
 
 def _lower_bound(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray) -> np.ndarray:

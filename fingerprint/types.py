@@ -57,14 +57,6 @@ class Frames:
     times_s: np.ndarray
 
 
-def _check_parallel(hits) -> None:
-    """A :class:`Hits` or :class:`HitTable` has as many ``ref_t``, ``score`` and ``span_s`` as ``query_t``."""
-    n = len(hits.query_t)
-    for name in ("ref_t", "score", "span_s"):
-        if len(getattr(hits, name)) != n:
-            raise ValueError(f"{type(hits).__name__}.{name} has {len(getattr(hits, name))} items, query_t has {n}")
-
-
 @dataclass
 class Hits:
     """Matching evidence between one query and one reference, as parallel arrays of length n.
@@ -83,13 +75,16 @@ class Hits:
     source: str
 
     def __post_init__(self):
-        _check_parallel(self)
+        n = len(self.query_t)
+        for name in ("ref_t", "score", "span_s"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Hits.{name} has {len(getattr(self, name))} items, query_t has {n}")
 
     def __len__(self) -> int:
         return len(self.query_t)
 
     def take(self, idx) -> "Hits":
-        """The hits selected by a boolean mask or an index array."""
+        """The hits selected by a boolean mask, an index array or a slice (a slice gives views)."""
         return Hits(self.query_t[idx], self.ref_t[idx], self.score[idx], self.span_s[idx], self.source)
 
     @staticmethod
@@ -100,9 +95,8 @@ class Hits:
 
 @dataclass
 class HitTable:
-    """The hits of one query against many references, in flat arrays: reference ``ref_ids[i]``
-    has rows ``starts[i]:starts[i + 1]`` (the last runs to the end) of ``query_t``, ``ref_t``,
-    ``score`` and ``span_s``, which mean what they mean in :class:`Hits`.
+    """The hits of one query against many references, in one flat :class:`Hits`: reference
+    ``ref_ids[i]`` has rows ``starts[i]:starts[i + 1]`` of ``flat`` (the last runs to the end).
 
     Why: a query against a large index meets tens of thousands of references, nearly all by
     chance; kept flat, they can be ruled out together (``fusion.may_align``) before any
@@ -115,14 +109,9 @@ class HitTable:
 
     ref_ids: List[str]
     starts: np.ndarray
-    query_t: np.ndarray
-    ref_t: np.ndarray
-    score: np.ndarray
-    span_s: np.ndarray
-    source: str
+    flat: Hits
 
     def __post_init__(self):
-        _check_parallel(self)
         if len(self.starts) != len(self.ref_ids):
             raise ValueError(f"HitTable has {len(self.ref_ids)} references but {len(self.starts)} starts")
 
@@ -133,13 +122,13 @@ class HitTable:
     @property
     def sizes(self) -> np.ndarray:
         """Hits per reference, ``(len(self),)``."""
-        return np.diff(np.r_[self.starts, len(self.query_t)]).astype(np.int64)
+        return np.diff(np.r_[self.starts, len(self.flat)]).astype(np.int64)
 
     def hits(self, i: int) -> Hits:
         """Reference ``i``'s hits (views of the flat arrays)."""
         a = int(self.starts[i])
-        b = int(self.starts[i + 1]) if i + 1 < len(self.starts) else len(self.query_t)
-        return Hits(self.query_t[a:b], self.ref_t[a:b], self.score[a:b], self.span_s[a:b], self.source)
+        b = int(self.starts[i + 1]) if i + 1 < len(self.starts) else len(self.flat)
+        return self.flat.take(slice(a, b))
 
     def to_dict(self) -> Dict[str, Hits]:
         """``{ref_id: Hits}`` of every reference."""

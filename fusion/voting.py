@@ -203,7 +203,8 @@ def may_align(hits: Union[Sequence[Hits], HitTable], p: VoteParams) -> np.ndarra
         return out
     if isinstance(hits, HitTable):
         use = np.repeat(sizes >= max(1, p.min_hits), sizes)
-        q, r, w = (np.asarray(a, float)[use] for a in (hits.query_t, hits.ref_t, hits.score))
+        flat = hits.flat
+        q, r, w = (np.asarray(a, float)[use] for a in (flat.query_t, flat.ref_t, flat.score))
     else:
         q = np.concatenate([np.asarray(hits[i].query_t, float) for i in cand])
         r = np.concatenate([np.asarray(hits[i].ref_t, float) for i in cand])

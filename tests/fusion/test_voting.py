@@ -274,17 +274,16 @@ def test_a_hit_table_gives_what_its_pairs_give_one_by_one():
              "two": make(line_hits(2, 10, 30, 1.0, seed=2), line_hits(20, 32, 3, 1.0, seed=3))}
     sizes = [len(h) for h in pairs.values()]
     assert sizes[1] < AUDIO_VOTE.min_hits
-    flat = {k: np.concatenate([getattr(h, k) for h in pairs.values()]) for k in ("query_t", "ref_t", "score", "span_s")}
-    table = HitTable(list(pairs), np.r_[0, np.cumsum(sizes)[:-1]], source="audio", **flat)
+    fields = ("query_t", "ref_t", "score", "span_s")
+    flat = Hits(*(np.concatenate([getattr(h, k) for h in pairs.values()]) for k in fields), "audio")
+    table = HitTable(list(pairs), np.r_[0, np.cumsum(sizes)[:-1]], flat)
     assert table.sizes.tolist() == sizes
     got = find_segments_many(table, AUDIO_VOTE)
     assert list(got) == list(pairs)
     assert got == find_segments_many(pairs, AUDIO_VOTE)
     assert [len(got[k]) for k in pairs] == [1, 0, 0, 2]
     with pytest.raises(ValueError, match="starts"):
-        HitTable(["a"], np.zeros(2, np.int64), source="audio", **flat)
-    with pytest.raises(ValueError, match=r"HitTable.score has \d+ items"):
-        HitTable(list(pairs), table.starts, source="audio", **{**flat, "score": flat["score"][:-1]})
+        HitTable(["a"], np.zeros(2, np.int64), flat)
     with pytest.raises(ValueError, match=r"Hits.span_s has 1 items, query_t has 2"):
         Hits(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(1), "audio")
 
