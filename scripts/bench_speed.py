@@ -266,7 +266,7 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
         from fusion import find_segments_many, may_align
 
         table = ix.query_table(query_lm, None, mh)
-        meetings = len(ix.query_table(query_lm).query_t)  # all, before min_hits
+        meetings = len(ix.query_table(query_lm).flat)  # all, before min_hits
         t0 = time.perf_counter()
         kept = int(may_align(table, AUDIO_VOTE).sum())
         t_check = time.perf_counter() - t0
