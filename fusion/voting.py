@@ -243,8 +243,7 @@ def _two_stage(q, r, w, starts, p: VoteParams) -> np.ndarray:
         kq, kr, kw = q[kept], r[kept], w[kept]
         hit = np.zeros(k_starts.size, bool)
         for sf in fine:
-            _, k_base, k_heavy = _heavy_runs(kq, kr, kw, k_starts, k_pair, sf,
-                                             np.full(kept.size, 1.0 / p.offset_bin_s), mh)
+            _, k_base, k_heavy = _heavy_runs(kq, kr, kw, k_starts, k_pair, sf, 1.0 / p.offset_bin_s, mh)
             hit |= np.logical_or.reduceat(k_heavy, k_base)
         passed[kp[k_starts[hit]]] = True
     return passed
@@ -252,8 +251,8 @@ def _two_stage(q, r, w, starts, p: VoteParams) -> np.ndarray:
 
 def _heavy_runs(q, r, w, starts, pair, slope: float, inv_width, mh: float):
     """Offsets ``r - slope*q`` of many pairs (pair ``i``: hits ``starts[i]:starts[i+1]``;
-    ``pair``: each hit's pair) in bins of ``1 / inv_width`` seconds (given per hit) from the
-    pair's smallest offset, the pairs' bins side by side with two empty bins after each.
+    ``pair``: each hit's pair) in bins of ``1 / inv_width`` seconds (one for all, or per hit)
+    from the pair's smallest offset, the pairs' bins side by side with two empty bins after each.
     Returns ``(cell, base, heavy)``: each hit's bin, where each pair's bins begin, and whether
     the run of three bins that starts at each bin weighs ``>= mh`` (runs that would reach into
     the next pair are not heavy)."""

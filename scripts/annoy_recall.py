@@ -23,9 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_speed import _annoy_all_cores  # noqa: E402
 from fingerprint.benchmark import make_benchmark  # noqa: E402
 from fingerprint.media import probe  # noqa: E402
 from fingerprint.pipeline import Library, list_media, video_id  # noqa: E402
@@ -69,7 +67,7 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, search_ks, copy_cos: floa
                 d[at - i] = copy_cos * unit_q[qi] + np.sqrt(1 - copy_cos ** 2) * noise / np.linalg.norm(noise)
         ix.add(f"S{i}", np.arange(m, dtype=np.float32), d)
     t0 = time.perf_counter()
-    ix._annoy = _annoy_all_cores(ix)
+    ix._annoy = ix._build_annoy(n_jobs=-1)
     row = {"hours": hours, "frames": n, "annoy_build_s": time.perf_counter() - t0}
 
     def found(rows):

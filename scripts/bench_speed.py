@@ -282,7 +282,8 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
             vx = _synthetic_visual(lib, hours, rng)
             if vx.uses_annoy:
                 t0 = time.perf_counter()
-                vx._annoy = _annoy_all_cores(vx)
+                # every core: a search costs the same, and one thread takes most of an hour at 1,000 h
+                vx._annoy = vx._build_annoy(n_jobs=-1)
                 row["visual_annoy_build_s"] = time.perf_counter() - t0
             row["visual_s"] = min(_timed(vx.search, query_desc, 10) for _ in range(2))
             row["visual_frames"] = len(vx)
@@ -297,23 +298,6 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
               f"{row['audio_refs_voted']} references ({kept} past the check, {t_check:.2f} s)"
               + (f", visual {row['visual_s']:.3f} s" if "visual_s" in row else ""), flush=True)
     return rows
-
-
-def _annoy_all_cores(vx):
-    """The annoy forest of a synthetic visual index, its trees built on every core. The product
-    builds with one thread (``VisualIndex._build_annoy``), so that a forest does not depend on the
-    machine's core count; a search costs the same either way, and one thread would take most of
-    an hour at 1,000 h."""
-    from annoy import AnnoyIndex
-
-    vx._finalize()
-    a = AnnoyIndex(vx._desc.shape[1], "angular")
-    a.set_seed(0)
-    for i in range(0, len(vx), 200_000):
-        for j, row in enumerate(vx._desc[i:i + 200_000].astype(np.float32)):
-            a.add_item(i + j, row)
-    a.build(vx.params.annoy_trees, n_jobs=-1)
-    return a
 
 
 def _timed(fn, *a):
