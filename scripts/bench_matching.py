@@ -1,13 +1,16 @@
 """µAP of audio-only, visual-only and fused matching on a generated VSC-like benchmark.
 
     python scripts/bench_matching.py [--seed 2 --queries 80 --references 30] [--out docs/matching_benchmark.md]
+                                     [--distractor-hours 100] [--visual large_search=annoy]
 
 Generates the benchmark under ``--work`` (kept between runs), indexes its references, matches every
 query once (audio and visual segments are computed once and combined three ways), writes
 ``full_matches_{audio,visual,both}.csv`` next to the data, scores each with the VSC metric, and
 prints a markdown report (also written to ``--out``): µAP, recall at precision 0.9, and recall per
 video edit and per audio policy for the fused run. Calibration seeds (scripts/fit_calibration.py)
-and evaluation seeds must differ.
+and evaluation seeds must differ. ``--distractor-hours`` adds that many hours of synthetic
+reference frames to the visual index (drawn like the real ones, as in scripts/bench_speed.py; no
+query copies them), so that the visual search works at the scale of a large index.
 """
 import argparse
 import shutil
@@ -38,6 +41,9 @@ def main():
     ap.add_argument("--visual", nargs="+", default=[], metavar="KEY=VALUE",
                     help="query-side visual settings to try (visual.VisualParams fields, e.g. query_fps=1 "
                          "flip=false); CSVs are written as full_matches_*_KEY-VALUE.csv")
+    ap.add_argument("--distractor-hours", type=float, default=0,
+                    help="hours of synthetic reference frames added to the visual index (none copied); "
+                         "CSVs are written as full_matches_*_distractors-Nh.csv")
     a = ap.parse_args()
     d = Path(a.work) / f"test_seed{a.seed}"
     if not (d / "ground_truth.csv").is_file():
@@ -66,7 +72,14 @@ def main():
             over[k] = v.lower() in ("1", "true", "yes") if kinds[k] in (bool, "bool") else type(
                 getattr(lib.visual.params, k))(v)
         lib._vmatcher = VisualMatcher(replace(lib.visual.params, **over))
+        lib.visual.params = replace(lib.visual.params, **over)  # search settings (large_search, ...) live there
         tag = "_" + "_".join(f"{k}-{v}" for k, v in over.items())
+    if a.distractor_hours:
+        import numpy as np
+        from bench_speed import _synthetic_visual
+
+        _synthetic_visual(lib, a.distractor_hours, np.random.default_rng(0), into=lib.visual)
+        tag += f"_distractors-{a.distractor_hours:g}h"
     matcher = QueryMatcher(lib)
     rows = {"audio": [], "visual": [], "both": []}
     t0 = time.perf_counter()
@@ -94,7 +107,9 @@ def main():
               + f"\nIndexing {len(rmeta)} references took {t_index:.1f} s; matching took {t_match:.1f} s "
               f"({t_match / qmin:.2f} s per query minute, both modalities, computed once for the three rows)"
               + (", with the cheaper visual settings (1 fps, no views)" if a.cheap else "")
-              + (f", with visual settings {' '.join(a.visual)}" if a.visual else "") + ".\n\n"
+              + (f", with visual settings {' '.join(a.visual)}" if a.visual else "")
+              + (f", with {a.distractor_hours:g} h of synthetic reference frames in the visual index"
+                 if a.distractor_hours else "") + ".\n\n"
               "![recall per group](matching_benchmark.png)\n")
     print(report)
     if a.out:

@@ -1,8 +1,10 @@
 """Nearest-neighbour index of reference frame descriptors.
 
 Descriptors are kept as float16 rows with a side table row -> (reference, time). Search is an
-exact matrix product up to ``exact_max_frames`` rows and an annoy (angular) forest above; the
-annoy file is saved next to the ``.npz`` and its sha256 is recorded in the ``.npz`` metadata.
+exact matrix product up to ``exact_max_frames`` rows; above, by default, a matrix product in a
+PCA projection of the rows picks a shortlist that is re-ranked exactly (nothing extra is saved:
+the projection is made on first use). With ``large_search="annoy"`` an annoy (angular) forest is
+used instead; its file is saved next to the ``.npz`` and its sha256 recorded in the metadata.
 """
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ from .params import VisualParams
 INDEX_KIND = "visual-frames"
 #: Exact search compares at most this many query rows at a time (a 64 MB similarity block).
 QUERY_CHUNK = 256
+#: Reference rows compared per matrix product.
+BLOCK = 65536
+#: Rows sampled (evenly spaced) to find the projected search's basis.
+PCA_SAMPLE = 100_000
+#: The projected search skips groups of this many columns whose maximum cannot enter a shortlist.
+RUN = 32
 INDEX_VERSION = 1
 
 
@@ -43,6 +51,8 @@ class VisualIndex:
         self._t = np.zeros(0, np.float32)
         self._pending: List[tuple] = []
         self._annoy = None
+        self._f32: Optional[np.ndarray] = None  # float32 copy for exact search (small indexes)
+        self._proj: Optional[Tuple[np.ndarray, np.ndarray]] = None  # projected search's basis and rows
 
     def __len__(self) -> int:
         return self._ref.size + sum(p[1].size for p in self._pending)
@@ -62,7 +72,7 @@ class VisualIndex:
             return
         self._pending.append((np.asarray(descriptors, np.float16).reshape(n, -1),
                               np.full(n, self._pos[ref_id], np.uint32), np.asarray(times_s, np.float32)))
-        self._annoy = None
+        self._annoy, self._f32, self._proj = None, None, None
 
     def _finalize(self) -> None:
         if not self._pending:
@@ -74,8 +84,13 @@ class VisualIndex:
         self._pending = []
 
     @property
-    def uses_annoy(self) -> bool:
+    def is_large(self) -> bool:
+        """More rows than ``exact_max_frames``: searched with ``params.large_search``."""
         return len(self) > self.params.exact_max_frames
+
+    @property
+    def uses_annoy(self) -> bool:
+        return self.is_large and self.params.large_search == "annoy"
 
     def _build_annoy(self, n_jobs: int = 1):
         """The annoy forest of the stored descriptors. One thread by default, so that a forest
@@ -92,33 +107,128 @@ class VisualIndex:
         a.build(self.params.annoy_trees, n_jobs=n_jobs)
         return a
 
-    def search(self, desc: np.ndarray, k: int, exact: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """The ``k`` most similar reference rows per query row: ``(sims (m, k), rows (m, k))``,
-        best first; rows are -1 (sims -inf) where fewer than ``k`` exist."""
+    def search(self, desc: np.ndarray, k: int, exact: Optional[bool] = None,
+               method: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar reference rows per query row ``desc (m, dim)``:
+        ``(sims (m, k) float32, rows (m, k) int64)``, best first; rows are -1 (sims -inf) where
+        fewer than ``k`` exist. ``method`` is "exact", "projected" or "annoy"; by default exact up
+        to ``exact_max_frames`` rows and ``params.large_search`` above (``exact=True`` is
+        "exact", ``exact=False`` the large-index method)."""
         self._finalize()
+        if method is None:
+            method = "exact" if (exact if exact is not None else not self.is_large) else self.params.large_search
+        if method not in ("exact", "projected", "annoy"):
+            raise ValueError(f"unknown search method {method!r}")
         m, n = len(desc), self._ref.size
+        if m == 0 or n == 0:
+            return np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)
+        q = np.asarray(desc, np.float32)
+        if method != "annoy" and m > QUERY_CHUNK:
+            # bounded memory: a (QUERY_CHUNK x BLOCK) similarity block at a time
+            parts = [self.search(q[i:i + QUERY_CHUNK], k, method=method) for i in range(0, m, QUERY_CHUNK)]
+            return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+        if method == "exact":
+            return self._search_exact(q, k)
+        if method == "projected":
+            return self._search_projected(q, k)
+        return self._search_annoy(q, k)
+
+    def _float32_blocks(self):
+        """``(start, float32 rows)`` over the stored descriptors. Up to ``exact_max_frames`` rows
+        the float32 copy is kept (converting float16 costs ~3x the matrix product it feeds);
+        above, blocks are converted as they are used, so as not to double the index's memory."""
+        if self._f32 is not None:
+            yield from ((i, self._f32[i:i + BLOCK]) for i in range(0, len(self._f32), BLOCK))
+            return
+        if self._ref.size <= self.params.exact_max_frames:
+            self._f32 = self._desc.astype(np.float32)
+            yield from self._float32_blocks()
+            return
+        for i in range(0, len(self._desc), BLOCK):
+            yield i, self._desc[i:i + BLOCK].astype(np.float32)
+
+    def _search_exact(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        m = len(q)
         sims = np.full((m, k), -np.inf, np.float32)
         rows = np.full((m, k), -1, np.int64)
-        if m == 0 or n == 0:
-            return sims, rows
-        q = np.asarray(desc, np.float32)
-        if (exact if exact is not None else not self.uses_annoy) and m > QUERY_CHUNK:
-            # bounded memory: a (QUERY_CHUNK x 65536) similarity block at a time
-            parts = [self.search(q[i:i + QUERY_CHUNK], k, exact) for i in range(0, m, QUERY_CHUNK)]
-            return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
-        if exact if exact is not None else not self.uses_annoy:
-            kk = min(k, n)
-            for i in range(0, n, 65536):
-                block = self._desc[i:i + 65536].astype(np.float32)
-                s = q @ block.T
-                part = np.argpartition(-s, min(kk, s.shape[1]) - 1, axis=1)[:, :kk] if s.shape[1] > kk else \
-                    np.broadcast_to(np.arange(s.shape[1]), (m, s.shape[1]))
-                cand_s = np.take_along_axis(s, part, axis=1)
-                all_s = np.concatenate([sims, cand_s], axis=1)
-                all_r = np.concatenate([rows, part + i], axis=1)
-                top = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-                sims, rows = np.take_along_axis(all_s, top, axis=1), np.take_along_axis(all_r, top, axis=1)
-            return sims, rows
+        kk = min(k, self._ref.size)
+        for i, block in self._float32_blocks():
+            s = q @ block.T
+            part = np.argpartition(-s, min(kk, s.shape[1]) - 1, axis=1)[:, :kk] if s.shape[1] > kk else \
+                np.broadcast_to(np.arange(s.shape[1]), (m, s.shape[1]))
+            cand_s = np.take_along_axis(s, part, axis=1)
+            all_s = np.concatenate([sims, cand_s], axis=1)
+            all_r = np.concatenate([rows, part + i], axis=1)
+            top = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+            sims, rows = np.take_along_axis(all_s, top, axis=1), np.take_along_axis(all_r, top, axis=1)
+        return sims, rows
+
+    def _projection(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(basis (dim, coarse_dims), projected rows (n, coarse_dims))``, both float32, made on
+        first use. The basis is the leading eigenvectors of the uncentred second moment of (up to
+        PCA_SAMPLE evenly spaced) stored rows: the subspace that keeps most of the rows' energy
+        keeps their dot products best, and descriptors are already centred on the noise set."""
+        if self._proj is None:
+            n, d = self._ref.size, min(self.params.coarse_dims, self._desc.shape[1])
+            sample = self._desc[np.linspace(0, n - 1, min(n, PCA_SAMPLE)).astype(np.int64)].astype(np.float64)
+            _, vecs = np.linalg.eigh(sample.T @ sample)
+            basis = np.ascontiguousarray(vecs[:, ::-1][:, :d], dtype=np.float32)
+            proj = np.empty((n, d), np.float32)
+            for i, block in self._float32_blocks():
+                proj[i:i + len(block)] = block @ basis
+            self._proj = (basis, proj)
+        return self._proj
+
+    def _search_projected(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Each query row's ``shortlist`` best rows by projected similarity (a running threshold
+        makes most blocks cost one comparison pass), re-ranked by their exact similarity."""
+        basis, proj = self._projection()
+        m, n = len(q), len(proj)
+        size = min(max(k, self.params.shortlist), n, BLOCK)
+        qp = q @ basis
+        top_s = np.full((m, size), -np.inf, np.float32)
+        top_r = np.zeros((m, size), np.int64)
+        row_of = np.repeat(np.arange(m), size)
+        for i in range(0, n, BLOCK):
+            s = qp @ proj[i:i + BLOCK].T
+            if i == 0:  # the first block fills the shortlists: a partition per row
+                part = np.argpartition(-s, min(size, s.shape[1]) - 1, axis=1)[:, :size]
+                ri, ci = np.repeat(np.arange(m), part.shape[1]), part.ravel()
+            else:  # then only what beats a row's current last place, found via runs' maxima
+                w = s.shape[1] // RUN * RUN
+                if w == 0:
+                    ri, ci = np.nonzero(s > top_s[:, -1:])
+                else:
+                    g = w // RUN  # column c belongs to group c % g: maxima of whole slabs vectorize
+                    rr, cc = np.nonzero(s[:, :w].reshape(m, RUN, g).max(axis=1) > top_s[:, -1:])
+                    cols = (cc[:, None] + g * np.arange(RUN)).ravel()
+                    rows_ = np.repeat(rr, RUN)
+                    ok = s[rows_, cols] > top_s[rows_, -1]
+                    ri, ci = rows_[ok], cols[ok]
+                    if w < s.shape[1]:
+                        r2, c2 = np.nonzero(s[:, w:] > top_s[:, -1:])
+                        ri, ci = np.concatenate([ri, r2]), np.concatenate([ci, c2 + w])
+                if ri.size == 0:
+                    continue
+            all_row = np.concatenate([row_of, ri])
+            all_s = np.concatenate([top_s.ravel(), s[ri, ci]])
+            all_r = np.concatenate([top_r.ravel(), ci + i])
+            order = np.lexsort((-all_s, all_row))  # per row, best first; ties keep the older row
+            rank = np.arange(order.size) - np.searchsorted(all_row[order], all_row[order])
+            keep = order[rank < size]  # every row holds >= size entries: exactly size each, row by row
+            top_s, top_r = all_s[keep].reshape(m, size), all_r[keep].reshape(m, size)
+        cand = self._desc[top_r.ravel()].astype(np.float32).reshape(m, size, -1)
+        exact = np.einsum("mld,md->ml", cand, q)
+        best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        sims = np.full((m, k), -np.inf, np.float32)
+        rows = np.full((m, k), -1, np.int64)
+        sims[:, :best.shape[1]] = np.take_along_axis(exact, best, axis=1)
+        rows[:, :best.shape[1]] = np.take_along_axis(top_r, best, axis=1)
+        return sims, rows
+
+    def _search_annoy(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        sims = np.full((len(q), k), -np.inf, np.float32)
+        rows = np.full((len(q), k), -1, np.int64)
         if self._annoy is None:
             self._annoy = self._build_annoy()
         for j, v in enumerate(q):

@@ -35,8 +35,21 @@ class VisualParams:
     #: frame to its ``noise_k`` nearest frames in a noise set of unrelated frames.
     beta: float = 1.0
     noise_k: int = 10
-    #: Exact search (matrix product) up to this many reference frames, annoy above.
+    #: Exact search (matrix product) up to this many reference frames; ``large_search`` above.
     exact_max_frames: int = 200_000
+    #: Search above ``exact_max_frames``:
+    #: "projected" ranks every reference frame by its similarity in a ``coarse_dims``-d PCA
+    #: projection of the index, then re-ranks each query row's ``shortlist`` best exactly. Its cost
+    #: grows with the index like exact search's, at a quarter of the arithmetic and without the
+    #: float16 conversion; with 128 dims it found every planted copy an exact search found at
+    #: 100 h and 1,000 h, with 64 dims 84% at 1,000 h (``scripts/visual_recall.py``, docs/speed.md).
+    #: Memory: the projected rows, float32, 1.8 MB per reference hour at 128 dims, made on first use.
+    #: "annoy" searches an annoy forest (``annoy_trees``, ``annoy_search_k`` nodes per lookup):
+    #: near-constant time, but it finds fewer copies as the index grows (62% of what exact search
+    #: finds at 1,000 h).
+    large_search: str = "projected"
+    coarse_dims: int = 128
+    shortlist: int = 100
     annoy_trees: int = 32
     annoy_search_k: int = 5000  # nodes inspected per lookup; -1 (annoy default, trees x k) gave 0.70 recall@10 in tests
     #: Query views: border trim, and split of stacked / picture-in-picture

@@ -1,4 +1,4 @@
-"""Visual index: exact search, annoy against exact, hits, saving and loading."""
+"""Visual index: exact search, projected and annoy search against exact, hits, saving and loading."""
 import numpy as np
 import pytest
 
@@ -29,8 +29,64 @@ def test_exact_search_returns_the_true_neighbours_best_first():
     np.testing.assert_allclose(sims, -np.sort(-brute, axis=1)[:, :5], atol=2e-3)  # float16 storage
 
 
+def test_projected_search_at_full_dimension_is_exact_across_blocks():
+    # coarse_dims = the descriptors' dimension makes the projection a rotation, so the shortlist
+    # must hold the true nearest rows; 70,000 rows span two blocks, the second with a remainder
+    # after its column groups, so the running threshold and the merges are all exercised.
+    from visual import index as vindex
+
+    n = vindex.BLOCK + 4464
+    assert (n - vindex.BLOCK) % vindex.RUN != 0
+    ix = VisualIndex(VisualParams(exact_max_frames=10, coarse_dims=64, shortlist=20))
+    d = unit(n, seed=1)
+    ix.add("R0", np.arange(n, dtype=float), d)
+    q = np.concatenate([d[[5, vindex.BLOCK + 7, n - 1]] + 0.3 * unit(3, seed=2), unit(40, seed=3)])
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    s_exact, r_exact = ix.search(q, k=10, method="exact")
+    s_proj, r_proj = ix.search(q, k=10)  # the default above exact_max_frames
+    np.testing.assert_array_equal(r_proj, r_exact)
+    np.testing.assert_allclose(s_proj, s_exact, atol=1e-5)
+    assert r_proj[:3, 0].tolist() == [5, vindex.BLOCK + 7, n - 1]
+
+
+def test_projected_search_finds_planted_copies_in_fewer_dimensions():
+    # 20,000 random 64-d rows; copies at cosine 0.8 of 50 query rows. The copy is found only if
+    # its projected similarity puts it in the 50-row shortlist: a 32-d projection finds all 50
+    # here, 16-d 41, 8-d 8.
+    ix = VisualIndex(VisualParams(exact_max_frames=10, coarse_dims=32, shortlist=50))
+    d = unit(20_000, seed=4)
+    q = unit(50, seed=5)
+    at = np.random.default_rng(6).choice(len(d), 50, replace=False)
+    noise = unit(50, seed=7)
+    noise -= np.sum(noise * q, axis=1, keepdims=True) * q
+    d[at] = 0.8 * q + 0.6 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    ix.add("R0", np.arange(len(d), dtype=float), d)
+    _, rows = ix.search(q, k=10)
+    assert np.mean(rows[:, 0] == at) >= 0.96
+    ix.params = VisualParams(exact_max_frames=10, coarse_dims=8, shortlist=50)
+    ix._proj = None
+    _, rows = ix.search(q, k=10)  # too few dimensions to tell copies from chance: the test can fail
+    assert np.mean(rows[:, 0] == at) < 0.5
+
+
+def test_search_sees_references_added_after_a_search():
+    for params in (VisualParams(), VisualParams(exact_max_frames=10, coarse_dims=8)):
+        ix, d = filled(params)
+        ix.search(d[:2], k=1)  # builds the float32 copy / the projection
+        extra = unit(5, seed=11)
+        ix.add("R9", np.arange(5, dtype=float), extra)
+        sims, rows = ix.search(extra, k=1)
+        assert rows[:, 0].tolist() == list(range(150, 155)) and np.all(sims[:, 0] > 0.99)
+
+
+def test_unknown_search_method_is_refused():
+    ix, d = filled()
+    with pytest.raises(ValueError, match="unknown search method"):
+        ix.search(d[:1], k=1, method="faiss")
+
+
 def test_annoy_recall_against_exact():
-    ix, d = filled(VisualParams(exact_max_frames=10), n_refs=4, per=250)
+    ix, d = filled(VisualParams(exact_max_frames=10, large_search="annoy"), n_refs=4, per=250)
     q = unit(100, seed=5)
     _, exact = ix.search(q, k=10, exact=True)
     _, approx = ix.search(q, k=10, exact=False)
@@ -49,24 +105,25 @@ def test_hits_group_by_reference_with_times_and_floor():
     assert hits["R0"].score[0] == pytest.approx(0.5, abs=2e-3)  # sim 1 - floor 0.5
 
 
-@pytest.mark.parametrize("exact_max", [10_000, 10])
-def test_save_load_round_trip(tmp_path, exact_max):
-    ix, d = filled(VisualParams(exact_max_frames=exact_max))
+@pytest.mark.parametrize("exact_max,large", [(10_000, "annoy"), (10, "projected"), (10, "annoy")])
+def test_save_load_round_trip(tmp_path, exact_max, large):
+    params = VisualParams(exact_max_frames=exact_max, large_search=large)
+    ix, d = filled(params)
     path = tmp_path / "visual.npz"
     ix.save(path)
-    assert (tmp_path / "visual.npz.ann").exists() == (exact_max == 10)
-    back = VisualIndex.load(path, VisualParams(exact_max_frames=exact_max))
+    assert (tmp_path / "visual.npz.ann").exists() == (exact_max == 10 and large == "annoy")
+    back = VisualIndex.load(path, params)
     assert back.ref_ids == ix.ref_ids
     np.testing.assert_array_equal(back.search(d[:5], 3)[1], ix.search(d[:5], 3)[1])
 
 
 def test_damaged_annoy_file_fails_clearly(tmp_path):
-    ix, _ = filled(VisualParams(exact_max_frames=10))
+    ix, _ = filled(VisualParams(exact_max_frames=10, large_search="annoy"))
     ix.save(tmp_path / "v.npz")
     ann = tmp_path / "v.npz.ann"
     ann.write_bytes(ann.read_bytes()[:100])
     with pytest.raises(IndexFormatError, match="annoy"):
-        VisualIndex.load(tmp_path / "v.npz", VisualParams(exact_max_frames=10))
+        VisualIndex.load(tmp_path / "v.npz", VisualParams(exact_max_frames=10, large_search="annoy"))
 
 
 def test_other_model_index_is_refused(tmp_path):
