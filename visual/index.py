@@ -258,7 +258,8 @@ class VisualIndex:
         return out
 
     def save(self, path: Union[str, Path]) -> None:
-        """Write ``path`` (``.npz``) atomically, plus ``path + '.ann'`` when annoy is used."""
+        """Write ``path`` (``.npz``) atomically, plus ``path + '.ann'`` when annoy is used (an
+        earlier save's ``.ann`` is removed otherwise)."""
         self._finalize()
         path = Path(path)
         meta = {"params": self.params.index_key(), "ref_ids": self.ref_ids, "annoy": None}
@@ -272,6 +273,9 @@ class VisualIndex:
             os.replace(tmp, ann)
             meta["annoy"] = {"file": ann.name, "sha256": _sha256(ann), "trees": self.params.annoy_trees}
         save_arrays(path, INDEX_KIND, INDEX_VERSION, {"desc": self._desc, "ref": self._ref, "t_s": self._t}, meta)
+        stale = Path(str(path) + ".ann")
+        if meta["annoy"] is None and stale.exists():  # a forest of an earlier save, no longer searched
+            stale.unlink()
 
     @classmethod
     def load(cls, path: Union[str, Path], params: Optional[VisualParams] = None) -> "VisualIndex":

@@ -117,6 +117,16 @@ def test_save_load_round_trip(tmp_path, exact_max, large):
     np.testing.assert_array_equal(back.search(d[:5], 3)[1], ix.search(d[:5], 3)[1])
 
 
+def test_saving_without_annoy_removes_an_earlier_forest(tmp_path):
+    ix, d = filled(VisualParams(exact_max_frames=10, large_search="annoy"))
+    ix.save(tmp_path / "v.npz")
+    assert (tmp_path / "v.npz.ann").exists()
+    back = VisualIndex.load(tmp_path / "v.npz", VisualParams(exact_max_frames=10))  # projected
+    back.save(tmp_path / "v.npz")
+    assert not (tmp_path / "v.npz.ann").exists()
+    np.testing.assert_array_equal(VisualIndex.load(tmp_path / "v.npz").search(d[:3], 1)[1][:, 0], [0, 1, 2])
+
+
 def test_damaged_annoy_file_fails_clearly(tmp_path):
     ix, _ = filled(VisualParams(exact_max_frames=10, large_search="annoy"))
     ix.save(tmp_path / "v.npz")
