@@ -163,7 +163,7 @@ def _cmd_match(args) -> int:
     files = list_media(args.queries)
     if not files:
         raise FingerprintError(f"{args.queries}: no media files found")
-    matcher = QueryMatcher([Library.open(ix) for ix in args.index], args.modality)
+    matcher = QueryMatcher([Library.open(ix, args.visual_search) for ix in args.index], args.modality)
     if args.min_score is not None:
         from dataclasses import replace
 
@@ -320,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evidence to use (default: both, i.e. what the index has)")
     mt.add_argument("--min-score", type=float, default=None,
                     help="drop segments scoring below this probability (default 0.05)")
+    mt.add_argument("--visual-search", choices=["auto", "exact", "annoy"], default="auto",
+                    help="how reference frames are searched: auto (default) is exact up to 200,000 frames "
+                         "(~55 h at 1 frame/s) and, above, ranks every frame in a 128-d projection and "
+                         "re-ranks the best exactly (~0.15 s per 100 h per query minute on 2 cores); exact is "
+                         "exact at any size (~1.7 s per 100 h); annoy searches an annoy forest above 200,000 "
+                         "frames: ~0.4 s at any size, but it finds fewer copies (62%% of them at 1,000 h; "
+                         "docs/speed.md)")
     _add_parallel_args(mt)
     _add_device_arg(mt)
     mt.set_defaults(func=_cmd_match)

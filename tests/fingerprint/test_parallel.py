@@ -47,3 +47,28 @@ def test_workers_and_dask_give_the_same_output(media):
         np.testing.assert_array_equal(lib.audio._t, base.audio._t)
         np.testing.assert_array_equal(lib.visual._desc, base.visual._desc)
         assert (media / f"{name}.csv").read_text() == (media / "single.csv").read_text(), name
+
+
+def test_the_visual_search_mode_reaches_worker_processes(media, monkeypatch):
+    from fingerprint import cli, parallel
+    from visual import SEARCH_MODES
+
+    if not (media / "single" / "index.json").exists():
+        _build(media, "single")
+    root = str(media / "single")
+    q = str(media / "queries" / "Q1.mp4")
+    per_mode = {}
+    monkeypatch.setattr(parallel, "_LIBRARIES", {})
+    for mode in SEARCH_MODES:
+        matcher = QueryMatcher(Library.open(root, mode))
+        assert matcher.visual_search == mode  # what match_files hands to its workers
+        path, (qid, per_ref) = parallel.query_segments((root,), q, "visual", None, mode)
+        params = parallel._LIBRARIES[(root,), mode][0].visual.params
+        assert (params.large_search, params.exact_max_frames >= 2 ** 62) == \
+            {"auto": ("projected", False), "exact": ("projected", True), "annoy": ("annoy", False)}[mode]
+        per_mode[mode] = {r: [s.query_start for s in segs[1]] for r, segs in per_ref.items()}
+    assert per_mode["auto"].get("R1")  # the copy
+    assert per_mode["auto"] == per_mode["exact"] == per_mode["annoy"]  # 36 frames: exact in every mode
+    match = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["match"]._actions
+                 if a.dest == "visual_search")
+    assert tuple(match.choices) == SEARCH_MODES
