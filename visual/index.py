@@ -170,8 +170,12 @@ class VisualIndex:
         keeps their dot products best, and descriptors are already centred on the noise set."""
         if self._proj is None:
             n, d = self._ref.size, min(self.params.coarse_dims, self._desc.shape[1])
-            sample = self._desc[np.linspace(0, n - 1, min(n, PCA_SAMPLE)).astype(np.int64)].astype(np.float64)
-            _, vecs = np.linalg.eigh(sample.T @ sample)
+            picks = np.linspace(0, n - 1, min(n, PCA_SAMPLE)).astype(np.int64)
+            gram = np.zeros((self._desc.shape[1],) * 2)
+            for i in range(0, picks.size, 16384):  # float64 a slice at a time (100k rows would be 0.4 GB)
+                part = self._desc[picks[i:i + 16384]].astype(np.float64)
+                gram += part.T @ part
+            _, vecs = np.linalg.eigh(gram)
             basis = np.ascontiguousarray(vecs[:, ::-1][:, :d], dtype=np.float32)
             proj = np.empty((n, d), np.float32)
             for i, block in self._float32_blocks():
