@@ -323,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--visual-search", choices=["auto", "exact", "annoy"], default="auto",
                     help="how reference frames are searched: auto (default) is exact up to 200,000 frames "
                          "(~55 h at 1 frame/s) and, above, ranks every frame in a 128-d projection and "
-                         "re-ranks the best exactly (~0.15 s per 100 h per query minute on 2 cores); exact is "
-                         "exact at any size (~1.7 s per 100 h); annoy searches an annoy forest above 200,000 "
+                         "re-ranks the best exactly (~0.15-0.2 s per 100 h per query minute on 2 cores); exact is "
+                         "exact at any size (~1 s per 100 h); annoy searches an annoy forest above 200,000 "
                          "frames: ~0.4 s at any size, but it finds fewer copies (62%% of them at 1,000 h; "
                          "docs/speed.md)")
     _add_parallel_args(mt)
