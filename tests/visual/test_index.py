@@ -79,6 +79,18 @@ def test_search_sees_references_added_after_a_search():
         assert rows[:, 0].tolist() == list(range(150, 155)) and np.all(sims[:, 0] > 0.99)
 
 
+def test_prepare_makes_the_search_state_and_changes_no_result():
+    for params, made in ((VisualParams(), "_f32"), (VisualParams(exact_max_frames=10), "_proj"),
+                         (VisualParams(exact_max_frames=10, large_search="annoy"), "_annoy")):
+        ix, d = filled(params)
+        cold = ix.search(d[:4], k=3)
+        ix, d = filled(params)
+        assert ix.prepare() is ix and getattr(ix, made) is not None
+        warm = ix.search(d[:4], k=3)
+        np.testing.assert_array_equal(warm[1], cold[1])
+        np.testing.assert_array_equal(warm[0], cold[0])
+
+
 def test_unknown_search_method_is_refused():
     ix, d = filled()
     with pytest.raises(ValueError, match="unknown search method"):
