@@ -548,7 +548,8 @@ def plot(runs, path: Path) -> None:
         if v:
             large = {x.get("visual_method") or ("annoy" if x.get("visual_annoy") else "exact") for x in v} - {"exact"}
             ax2.loglog([x["hours"] for x in v], [x["visual_s"] for x in v], "s--",
-                       label=f"visual search, {where} (exact" + "".join(f"; {m} above 55 h" for m in sorted(large)) + ")")
+                       label=f"visual search, {where} (exact"
+                       + "".join(f"; {m} above 55 h" for m in sorted(large)) + ")")
     ax2.set_xlabel("reference hours in the index")
     ax2.set_ylabel(f"seconds for one {runs[0]['latency_query']['seconds']:.0f} s query")
     ax2.grid(True, which="both", alpha=0.3)
