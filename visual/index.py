@@ -110,7 +110,7 @@ class VisualIndex:
     def prepare(self) -> "VisualIndex":
         """Make now what searches need, so that the first search does not pay for it: the float32
         rows up to ``exact_max_frames``, the projection above (``large_search="projected"``,
-        ~6 s at 100 h on 2 cores) or the annoy forest. Returns the index."""
+        ~1.6 s at 100 h on 2 cores) or the annoy forest. Returns the index."""
         self._finalize()
         if self._ref.size == 0:
             return self
