@@ -113,10 +113,10 @@ def main():
     for trees, sk in [(32, -1), (32, 5000), (64, 20000)]:
         ix = VisualIndex(VisualParams(exact_max_frames=0, annoy_trees=trees, annoy_search_k=sk))
         ix.add("noise", np.zeros(len(m.noise)), m.noise)
-        _, exact = ix.search(q, 10, exact=True)
-        ix.search(q[:1], 10, exact=False)
+        _, exact = ix.search(q, 10, method="exact")
+        ix.search(q[:1], 10, method="annoy")
         t0 = time.perf_counter()
-        _, approx = ix.search(q, 10, exact=False)
+        _, approx = ix.search(q, 10, method="annoy")
         ms = (time.perf_counter() - t0) * 1000 / len(q)
         rec = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
         lines.append(f"| {trees} | {sk} | {rec:.3f} | {ms:.2f} |")

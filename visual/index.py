@@ -123,16 +123,14 @@ class VisualIndex:
             self._annoy = self._build_annoy()
         return self
 
-    def search(self, desc: np.ndarray, k: int, exact: Optional[bool] = None,
-               method: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, desc: np.ndarray, k: int, method: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar reference rows per query row ``desc (m, dim)``:
         ``(sims (m, k) float32, rows (m, k) int64)``, best first; rows are -1 (sims -inf) where
         fewer than ``k`` exist. ``method`` is "exact", "projected" or "annoy"; by default exact up
-        to ``exact_max_frames`` rows and ``params.large_search`` above (``exact=True`` is
-        "exact", ``exact=False`` the large-index method)."""
+        to ``exact_max_frames`` rows and ``params.large_search`` above."""
         self._finalize()
         if method is None:
-            method = "exact" if (exact if exact is not None else not self.is_large) else self.params.large_search
+            method = self.params.large_search if self.is_large else "exact"
         if method not in ("exact", "projected", "annoy"):
             raise ValueError(f"unknown search method {method!r}")
         m, n = len(desc), self._ref.size

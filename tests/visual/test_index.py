@@ -100,8 +100,8 @@ def test_unknown_search_method_is_refused():
 def test_annoy_recall_against_exact():
     ix, d = filled(VisualParams(exact_max_frames=10, large_search="annoy"), n_refs=4, per=250)
     q = unit(100, seed=5)
-    _, exact = ix.search(q, k=10, exact=True)
-    _, approx = ix.search(q, k=10, exact=False)
+    _, exact = ix.search(q, k=10, method="exact")
+    _, approx = ix.search(q, k=10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall > 0.9
 
