@@ -331,11 +331,7 @@ class QueryMatcher:
         self.visual_vote = visual_vote or VISUAL_VOTE
         self._calibration = calibration
         #: the visual search mode worker processes open the libraries with (see Library.open)
-        self.visual_search = "auto"
-        if "visual" in wanted:
-            vp = self.lib.visual.params
-            self.visual_search = ("exact" if vp.exact_max_frames >= 2 ** 62 else
-                                  "annoy" if vp.large_search == "annoy" else "auto")
+        self.visual_search = self.lib.visual.params.search_mode if "visual" in wanted else "auto"
 
     @property
     def calibration(self):

@@ -115,8 +115,7 @@ class VisualIndex:
         if self._ref.size == 0:
             return self
         if not self.is_large:
-            if self._f32 is None:
-                self._f32 = self._desc.astype(np.float32)
+            self._keep_float32()
         elif self.params.large_search == "projected":
             self._projection()
         elif self._annoy is None:
@@ -147,19 +146,18 @@ class VisualIndex:
             return self._search_projected(q, k)
         return self._search_annoy(q, k)
 
-    def _float32_blocks(self):
-        """``(start, float32 rows)`` over the stored descriptors. Up to ``exact_max_frames`` rows
-        the float32 copy is kept (converting float16 costs ~3x the matrix product it feeds);
-        above, blocks are converted as they are used, so as not to double the index's memory."""
-        if self._f32 is not None:
-            yield from ((i, self._f32[i:i + BLOCK]) for i in range(0, len(self._f32), BLOCK))
-            return
-        if self._ref.size <= self.params.exact_max_frames:
+    def _keep_float32(self) -> None:
+        """Up to ``exact_max_frames`` rows, keep a float32 copy of them (converting float16 costs
+        ~3x the matrix product it feeds); above, none, so as not to double the index's memory."""
+        if self._f32 is None and self._ref.size <= self.params.exact_max_frames:
             self._f32 = self._desc.astype(np.float32)
-            yield from self._float32_blocks()
-            return
+
+    def _float32_blocks(self):
+        """``(start, float32 rows)`` over the stored descriptors: slices of the kept copy, or
+        blocks converted as they are used (:meth:`_keep_float32`)."""
+        self._keep_float32()
         for i in range(0, len(self._desc), BLOCK):
-            yield i, self._desc[i:i + BLOCK].astype(np.float32)
+            yield i, self._f32[i:i + BLOCK] if self._f32 is not None else self._desc[i:i + BLOCK].astype(np.float32)
 
     def _search_exact(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         m = len(q)

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, replace
 MODELS = {"sscd": "SSCD_MODEL", "sscd-distilled": "SSCD_DISTILLED_MODEL"}
 #: Visual search modes a user can pick (``fingerprint match --visual-search``; VisualParams.with_search).
 SEARCH_MODES = ("auto", "exact", "annoy")
+#: ``exact_max_frames`` of the "exact" mode: more frames than any index holds.
+EXACT_ALWAYS = 2 ** 62
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,17 @@ class VisualParams:
         if mode == "auto":
             return replace(self, large_search="projected")
         if mode == "exact":
-            return replace(self, exact_max_frames=2 ** 62)
+            return replace(self, exact_max_frames=EXACT_ALWAYS)
         if mode == "annoy":
             return replace(self, large_search="annoy")
         raise ValueError(f"unknown visual search {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+
+    @property
+    def search_mode(self) -> str:
+        """The SEARCH_MODES entry these parameters search with (the inverse of :meth:`with_search`)."""
+        if self.exact_max_frames >= EXACT_ALWAYS:
+            return "exact"
+        return "annoy" if self.large_search == "annoy" else "auto"
 
     def index_key(self) -> dict:
         """Parameters an index and its queries must share."""
