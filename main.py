@@ -58,7 +58,9 @@ def generate_matches(query_video_ids) -> pd.DataFrame:
     t_process = time.monotonic()
     lib = Library.open(ASSETS_DIRECTORY / "index")
     if lib.visual is not None:
-        lib.visual.prepare()  # the search's one-off set-up, before the first query's clock starts
+        # the search's one-off set-up, before the first query's clock starts; on the GPU the
+        # descriptors run on (if any), the rows are copied there
+        lib.visual.prepare(device=lib.visual_matcher().descriptor.device)
     cal_path = ASSETS_DIRECTORY / "calibration.npz"
     matcher = QueryMatcher(lib, calibration=Calibration.load(cal_path if cal_path.is_file() else None))
     t_start = time.monotonic()  # the schedule starts once the index and models are loaded

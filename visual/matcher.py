@@ -172,6 +172,8 @@ class VisualMatcher:
             for cands, index in zip(found, indexes):
                 if len(index) == 0:
                     continue
+                if self.descriptor.device != "cpu":  # the GPU that describes the query searches too
+                    index.use_device(self.descriptor.device)
                 s, r = index.search(qd.desc, p.top_k)
                 fi = np.repeat(qd.frame, s.shape[1])
                 sims = (s - qd.bias[:, None]).ravel()

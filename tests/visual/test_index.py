@@ -91,6 +91,71 @@ def test_prepare_makes_the_search_state_and_changes_no_result():
         np.testing.assert_array_equal(warm[0], cold[0])
 
 
+def test_device_search_equals_numpy_exact_search_across_blocks(monkeypatch):
+    # The torch path on torch's CPU device: the same code a GPU runs. 2,500 rows in blocks of
+    # 1,000 exercise the merge of each block's top k, the last block shorter than the others.
+    pytest.importorskip("torch")
+    from visual import index as vindex
+
+    monkeypatch.setattr(vindex, "DEVICE_BLOCK", 1000)
+    ix, d = filled(n_refs=5, per=500, seed=12)
+    q = np.concatenate([d[[4, 1499, 2499]] + 0.2 * unit(3, seed=13), unit(30, seed=14)])
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    s_np, r_np = ix.search(q, k=10)
+    assert ix.use_device("cpu") is ix
+    s_dev, r_dev = ix.search(q, k=10)
+    np.testing.assert_array_equal(r_dev, r_np)
+    np.testing.assert_allclose(s_dev, s_np, atol=1e-6)
+    assert r_dev[:3, 0].tolist() == [4, 1499, 2499]
+    small, _ = filled(n_refs=1, per=4)  # fewer rows than k: the rest is -1 / -inf, as with numpy
+    want = small.search(q[:2], k=6)
+    got = small.use_device("cpu").search(q[:2], k=6)
+    np.testing.assert_array_equal(got[1], want[1])
+    assert np.isneginf(got[0][:, 4:]).all()
+
+
+def test_device_search_is_exact_above_exact_max_frames_unless_annoy_is_asked_for():
+    # 8 projected dimensions miss most planted copies (see the test above); on a device the
+    # default search is exact at any size, so it finds them all.
+    pytest.importorskip("torch")
+    ix = VisualIndex(VisualParams(exact_max_frames=10, coarse_dims=8, shortlist=50))
+    d = unit(20_000, seed=4)
+    q = unit(50, seed=5)
+    at = np.random.default_rng(6).choice(len(d), 50, replace=False)
+    d[at] = 0.8 * q + 0.6 * unit(50, seed=7)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    ix.add("R0", np.arange(len(d), dtype=float), d)
+    _, rows = ix.search(q, k=10)
+    assert np.mean(rows[:, 0] == at) < 0.5
+    assert ix.prepare(device="cpu") is ix and ix.search_device is None  # "cpu" there means numpy
+    ix.prepare(device="cpu:0")
+    assert ix._dev_rows is not None
+    _, rows = ix.search(q, k=10)
+    assert np.mean(rows[:, 0] == at) == 1.0
+    ix.params = ix.params.with_search("annoy")
+    assert ix._default_method() == "annoy"
+
+
+def test_index_too_large_for_the_device_warns_once_and_searches_with_numpy(monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    ix, d = filled()
+    want = ix.search(d[:3], k=4)
+
+    def no_room(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(torch.Tensor, "to", no_room)
+    ix.use_device("cuda:7")
+    got = ix.search(d[:3], k=4)
+    np.testing.assert_array_equal(got[1], want[1])
+    assert ix.search_device is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit on cuda:7" in err and "150 frames" in err
+    ix.use_device("cuda:7")  # a matcher asks again before every batch: no second try, no warning
+    ix.search(d[:3], k=4)
+    assert ix.search_device is None and capsys.readouterr().err == ""
+
+
 def test_unknown_search_method_is_refused():
     ix, d = filled()
     with pytest.raises(ValueError, match="unknown search method"):

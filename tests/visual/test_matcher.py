@@ -43,3 +43,25 @@ def test_descriptors_kept_whole_search_the_same(setup):
     qd = m.describe_query(query)
     assert qd.desc.shape[0] == qd.frame.size == qd.bias.size and qd.frame.max() < qd.times_s.size
     same_hits(m.search(qd, shards[0]), m.query(query, shards[0]))
+
+
+def test_a_matcher_on_a_device_searches_there_with_the_same_hits(setup, monkeypatch):
+    # Descriptors computed on a torch device move the search there too (torch's CPU device
+    # stands in for a GPU). Similarities may differ from numpy's in the last bits (summation
+    # order), so scores are compared to rounding and the matched frames exactly.
+    pytest.importorskip("torch")
+    m, query, shards = setup
+    qd = m.describe_query(query)
+    want = m.search(qd, shards[0])
+    assert shards[0].search_device is None
+    monkeypatch.setattr(m.descriptor, "device", "cpu:0")
+    try:
+        got = m.search(qd, shards[0])
+        assert shards[0].search_device == "cpu:0" and shards[0]._dev_rows is not None
+    finally:
+        shards[0].use_device(None)
+    assert got.keys() == want.keys()
+    for k in got:
+        np.testing.assert_array_equal(got[k].ref_t, want[k].ref_t)
+        np.testing.assert_array_equal(got[k].query_t, want[k].query_t)
+        np.testing.assert_allclose(got[k].score, want[k].score, atol=1e-5)
