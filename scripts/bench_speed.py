@@ -231,9 +231,11 @@ def _synthetic_audio(lib: Library, hours: float, rng):
 TRANSPOSE_SEMITONES = 4
 
 
-def _synthetic_visual(lib: Library, hours: float, rng, into=None):
+def _synthetic_visual(lib: Library, hours: float, rng, into=None, device: str = "cpu"):
     """``hours`` of synthetic reference frames, each dimension drawn with the mean and spread of
-    ``lib``'s real descriptors, in a new VisualIndex (or added to ``into``) as references S0, ..."""
+    ``lib``'s real descriptors, in a new VisualIndex (or added to ``into``) as references S0, ...
+    With a CUDA ``device`` the rows are drawn there (torch's generator, seeded from ``rng``):
+    numpy would take minutes for the 36M rows of 10,000 h."""
     from visual import VisualIndex
 
     lib.visual._finalize()
@@ -241,20 +243,37 @@ def _synthetic_visual(lib: Library, hours: float, rng, into=None):
     mu, sd = real.mean(axis=0), real.std(axis=0)
     n = int(hours * 3600 * lib.visual.params.ref_fps)
     ix = VisualIndex(lib.visual.params) if into is None else into
+    if device != "cpu":
+        import torch
+
+        g = torch.Generator(device=device).manual_seed(int(rng.integers(1 << 62)))
+        mu_t, sd_t = torch.from_numpy(mu).to(device), torch.from_numpy(sd).to(device)
     for i in range(0, n, 200_000):  # per 200k frames to bound the float32 temporaries
         m = min(200_000, n - i)
-        d = rng.normal(size=(m, real.shape[1])).astype(np.float32) * sd + mu
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        if device != "cpu":
+            d = torch.randn((m, real.shape[1]), generator=g, device=device) * sd_t + mu_t
+            d = torch.nn.functional.normalize(d, dim=1).half().cpu().numpy()
+        else:
+            d = rng.normal(size=(m, real.shape[1])).astype(np.float32) * sd + mu
+            d /= np.linalg.norm(d, axis=1, keepdims=True)
         ix.add(f"S{i}", np.arange(m, dtype=np.float32), d)
     return ix
 
 
-def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float, query_s: float):
+def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float, query_s: float,
+            audio_max_h: float = float("inf"), device: str = "cpu"):
     """Search latency (s) of ``query_lm`` / ``query_desc`` (``query_s`` seconds of real query)
-    against synthetic indexes of each size; also the entries one query meets per lookup."""
+    against synthetic indexes of each size; also the entries one query meets per lookup. With a
+    CUDA ``device`` the visual search runs there (exact at every size, as the pipeline does)."""
     rng = np.random.default_rng(0)
     rows = []
     for hours in hours_list:
+        row = {"hours": hours}
+        if hours > audio_max_h:
+            _visual_latency(lib, hours, rng, query_desc, device, row)
+            rows.append(row)
+            print(f"  {hours:g} h: visual {row['visual_s']:.3f} s (no audio index at this size)", flush=True)
+            continue
         t0 = time.perf_counter()
         ix, per_hour = _synthetic_audio(lib, hours, rng)
         build = time.perf_counter() - t0
@@ -275,30 +294,37 @@ def scaling(lib: Library, query_lm, query_desc, hours_list, visual_max_h: float,
         t_check = time.perf_counter() - t0
         tv = min(_timed(find_segments_many, table, AUDIO_VOTE) for _ in range(2))
         n_segs = sum(len(v) for v in find_segments_many(table, AUDIO_VOTE).values())
-        row = {"hours": hours, "audio_s": ta, "audio_entries": len(ix), "audio_build_s": build,
-               "audio_hashes_per_hour": per_hour, "audio_refs_voted": len(table), "audio_vote_s": tv,
-               "audio_check_s": t_check, "audio_refs_kept": kept, "audio_chance_segments": n_segs,
-               "audio_meetings": meetings}
+        row.update({"audio_s": ta, "audio_entries": len(ix), "audio_build_s": build,
+                    "audio_hashes_per_hour": per_hour, "audio_refs_voted": len(table), "audio_vote_s": tv,
+                    "audio_check_s": t_check, "audio_refs_kept": kept, "audio_chance_segments": n_segs,
+                    "audio_meetings": meetings})
         del table
         del ix
         if hours <= visual_max_h:
-            vx = _synthetic_visual(lib, hours, rng)
-            t0 = time.perf_counter()
-            if vx.uses_annoy:
-                # every core: a search costs the same, and one thread takes most of an hour at 1,000 h
-                vx._annoy = vx._build_annoy(n_jobs=-1)
-            vx.prepare()  # one-off set-up: the float32 copy or the projection
-            row["visual_setup_s"] = time.perf_counter() - t0
-            row["visual_s"] = min(_timed(vx.search, query_desc, 10) for _ in range(2))
-            row["visual_frames"] = len(vx)
-            # how much of the planted copies each method finds: scripts/visual_recall.py
-            row["visual_method"] = vx.params.large_search if vx.is_large else "exact"
-            del vx
+            _visual_latency(lib, hours, rng, query_desc, device, row)
         rows.append(row)
         print(f"  {hours:g} h: audio search {ta:.3f} s ({meetings} meetings), voting {tv:.2f} s over "
               f"{row['audio_refs_voted']} references ({kept} past the check, {t_check:.2f} s)"
               + (f", visual {row['visual_s']:.3f} s" if "visual_s" in row else ""), flush=True)
     return rows
+
+
+def _visual_latency(lib: Library, hours: float, rng, query_desc, device: str, row: dict) -> None:
+    """The visual columns of a latency ``row``: search time of ``query_desc`` in ``hours`` of
+    synthetic frames, the one-off set-up before it and the method used."""
+    vx = _synthetic_visual(lib, hours, rng, device=device)
+    t0 = time.perf_counter()
+    if vx.uses_annoy:
+        # every core: a search costs the same, and one thread takes most of an hour at 1,000 h
+        vx._annoy = vx._build_annoy(n_jobs=-1)
+    vx.prepare(device=device)  # one-off set-up: the float32 copy, the projection or the GPU copy
+    row["visual_setup_s"] = time.perf_counter() - t0
+    row["visual_s"] = min(_timed(vx.search, query_desc, 10) for _ in range(3))
+    row["visual_frames"] = len(vx)
+    # how much of the planted copies each method finds: scripts/visual_recall.py
+    row["visual_method"] = ("exact" if vx._default_method() == "exact" else vx.params.large_search) \
+        + (f" on {vx.search_device}" if vx.search_device else "")
+    del vx
 
 
 def _timed(fn, *a):
@@ -385,7 +411,9 @@ def run(a) -> dict:
         print(f"chance meetings per reference hour: real {real:.0f}, synthetic "
               f"{res['audio_meetings_per_ref_hour']['synthetic']:.0f}", flush=True)
         del syn
-        res["latency"] = scaling(lib, qlm, qdesc, a.hours, a.visual_max_hours, t)
+        if a.json:  # what a run cut short by a time limit still leaves
+            Path(a.json + ".partial").write_text(json.dumps(res, indent=1))
+        res["latency"] = scaling(lib, qlm, qdesc, a.hours, a.visual_max_hours, t, a.audio_max_hours, device)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return res
 
@@ -492,7 +520,9 @@ def markdown(runs) -> str:
             if row is None:
                 cells += ["-", "-", "-"]
                 continue
-            if _audio_current(r):
+            if "audio_s" not in row:  # a size measured for the visual search alone
+                cells += ["-", "-"]
+            elif _audio_current(r):
                 star = "" if _latency_current(r) or "audio_refs_kept" not in row else "*"
                 cells.append(f"{row['audio_s']:.3f}{star}")
                 kept = f" / {row['audio_refs_kept']:,}" if "audio_refs_kept" in row else " / all"
@@ -539,17 +569,19 @@ def plot(runs, path: Path) -> None:
         seen.add(where)
         if not _latency_current(r):
             where = "H100 machine, older code" if "GPU" in where else where + ", older code"
-        ax2.loglog([x["hours"] for x in lat], [x["audio_s"] for x in lat], "o-", label=f"audio search, {where}")
+        aud = [x for x in lat if "audio_s" in x]
+        ax2.loglog([x["hours"] for x in aud], [x["audio_s"] for x in aud], "o-", label=f"audio search, {where}")
         av = [x for x in lat if "audio_vote_s" in x]
         if av:
             ax2.loglog([x["hours"] for x in av], [x["audio_vote_s"] for x in av], "^:",
                        label=f"audio voting, {where}")
         v = [x for x in lat if "visual_s" in x]
         if v:
-            large = {x.get("visual_method") or ("annoy" if x.get("visual_annoy") else "exact") for x in v} - {"exact"}
+            methods = [x.get("visual_method") or ("annoy" if x.get("visual_annoy") else "exact") for x in v]
+            how = methods[0] if len(set(methods)) == 1 else "exact" + "".join(
+                f"; {m} above 55 h" for m in sorted(set(methods) - {"exact"}))
             ax2.loglog([x["hours"] for x in v], [x["visual_s"] for x in v], "s--",
-                       label=f"visual search, {where} (exact"
-                       + "".join(f"; {m} above 55 h" for m in sorted(large)) + ")")
+                       label=f"visual search, {where} ({how})")
     ax2.set_xlabel("reference hours in the index")
     ax2.set_ylabel(f"seconds for one {runs[0]['latency_query']['seconds']:.0f} s query")
     ax2.grid(True, which="both", alpha=0.3)
@@ -573,6 +605,9 @@ def main():
     ap.add_argument("--hours", type=float, nargs="+", default=[1, 10, 100, 1000])
     ap.add_argument("--visual-max-hours", type=float, default=1000,
                     help="largest synthetic visual index (annoy build time grows with it)")
+    ap.add_argument("--audio-max-hours", type=float, default=float("inf"),
+                    help="largest synthetic audio index (building 1,000 h takes ~4 min); larger --hours "
+                         "measure the visual search alone")
     ap.add_argument("--json", default=None, help="write the raw figures here")
     ap.add_argument("--with", dest="others", nargs="*", default=[], help="other runs' JSON to show beside this one")
     ap.add_argument("--from-json", default=None, help="render this run's JSON instead of measuring")
