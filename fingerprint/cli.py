@@ -258,7 +258,8 @@ def _add_device_arg(p) -> None:
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="where frame descriptors are computed: auto (default: a CUDA GPU when torch sees "
                         "one and the onnx package is installed, else the CPU), cpu (onnxruntime), or "
-                        "cuda[:N] (the same model run by torch); also read from FINGERPRINT_DEVICE")
+                        "cuda[:N] (the same model run by torch; the visual search then runs there too, "
+                        "exact at any size); also read from FINGERPRINT_DEVICE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "re-ranks the best exactly (~0.15-0.2 s per 100 h per query minute on 2 cores); exact is "
                          "exact at any size (~1 s per 100 h); annoy searches an annoy forest above 200,000 "
                          "frames: ~0.4 s at any size, but it finds fewer copies (62%% of them at 1,000 h; "
-                         "docs/speed.md)")
+                         "docs/speed.md). With --device cuda, auto and exact search exactly on the GPU "
+                         "(0.022 s per 1,000 h on an H100)")
     _add_parallel_args(mt)
     _add_device_arg(mt)
     mt.set_defaults(func=_cmd_match)
