@@ -70,9 +70,11 @@ def test_projected_search_finds_planted_copies_in_fewer_dimensions():
 
 
 def test_search_sees_references_added_after_a_search():
-    for params in (VisualParams(), VisualParams(exact_max_frames=10, coarse_dims=8)):
+    for params, device in ((VisualParams(), None), (VisualParams(exact_max_frames=10, coarse_dims=8), None),
+                           (VisualParams(), "cpu")):  # "cpu": the torch device path
         ix, d = filled(params)
-        ix.search(d[:2], k=1)  # builds the float32 copy / the projection
+        ix.use_device(device)
+        ix.search(d[:2], k=1)  # builds the float32 copy / the projection / the device's rows
         extra = unit(5, seed=11)
         ix.add("R9", np.arange(5, dtype=float), extra)
         sims, rows = ix.search(extra, k=1)
