@@ -135,14 +135,21 @@ class VisualIndex:
             try:
                 self._dev_rows = torch.from_numpy(self._desc).to(self.search_device)
             except torch.cuda.OutOfMemoryError:
-                print(f"fingerprint: warning: the visual index ({len(self._desc)} frames, "
-                      f"{self._desc.nbytes / 1e9:.1f} GB) does not fit on {self.search_device}; "
-                      "searching it on the CPU", file=sys.stderr)
-                self._no_room, self.search_device = self.search_device, None
+                self._leave_device("does not fit on")
         return self._dev_rows
 
+    def _leave_device(self, why: str) -> None:
+        """Search with numpy from now on, after one warning line; the device is not tried again."""
+        print(f"fingerprint: warning: the visual index ({len(self._desc)} frames, {self._desc.nbytes / 1e9:.1f} GB) "
+              f"{why} {self.search_device}; searching it on the CPU", file=sys.stderr)
+        self._no_room, self.search_device, self._dev_rows = self.search_device, None, None
+
+    def _on_device(self) -> bool:
+        """Whether exact searches run on ``search_device`` (its rows there, copied on first use)."""
+        return self.search_device is not None and self._device_rows() is not None
+
     def _default_method(self) -> str:
-        if self.search_device is not None and self._device_rows() is not None and self.params.large_search != "annoy":
+        if self.params.large_search != "annoy" and self._on_device():
             return "exact"
         return self.params.large_search if self.is_large else "exact"
 
@@ -156,9 +163,9 @@ class VisualIndex:
             self.use_device(None if device == "cpu" else device)
         if self._ref.size == 0:
             return self
-        if self._default_method() == "exact" and self.search_device is not None:
-            self._device_rows()
-        elif not self.is_large:
+        if self._default_method() == "exact" and self._on_device():
+            return self  # the rows are on the device now
+        if not self.is_large:
             self._keep_float32()
         elif self.params.large_search == "projected":
             self._projection()
@@ -186,8 +193,13 @@ class VisualIndex:
             parts = [self.search(q[i:i + QUERY_CHUNK], k, method=method) for i in range(0, m, QUERY_CHUNK)]
             return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
         if method == "exact":
-            if self.search_device is not None and self._device_rows() is not None:
-                return self._search_exact_torch(q, k)
+            if self._on_device():
+                import torch
+
+                try:
+                    return self._search_exact_torch(q, k)
+                except torch.cuda.OutOfMemoryError:  # the rows fit, the working blocks did not
+                    self._leave_device("has no room to search on")
             return self._search_exact(q, k)
         if method == "projected":
             return self._search_projected(q, k)
@@ -224,13 +236,14 @@ class VisualIndex:
 
     def _search_exact_torch(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """:meth:`_search_exact` on ``search_device``: float32 products of float16 rows, as on the
-        CPU (no TF32 or float16 arithmetic, so the similarities match numpy's to rounding)."""
+        CPU (torch's default leaves TF32 off, so the similarities match numpy's to rounding). Among
+        rows of equal similarity (duplicate frames) it may keep others than numpy does."""
         import torch
 
         stored = self._device_rows()
         m, n = len(q), len(stored)
         kk = min(k, n)
-        qt = torch.from_numpy(q).to(stored.device)
+        qt = torch.from_numpy(np.ascontiguousarray(q)).to(stored.device)
         best_s = best_r = None
         with torch.no_grad():
             for i in range(0, n, DEVICE_BLOCK):
@@ -239,7 +252,7 @@ class VisualIndex:
                 j = j + i
                 if best_s is not None:
                     v, j = torch.cat([best_s, v], dim=1), torch.cat([best_r, j], dim=1)
-                    v, o = torch.topk(v, kk, dim=1)
+                    v, o = torch.topk(v, min(kk, v.shape[1]), dim=1)
                     j = torch.gather(j, 1, o)
                 best_s, best_r = v, j
         sims = np.full((m, k), -np.inf, np.float32)

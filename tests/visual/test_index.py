@@ -136,6 +136,11 @@ def test_device_search_is_exact_above_exact_max_frames_unless_annoy_is_asked_for
     assert np.mean(rows[:, 0] == at) == 1.0
     ix.params = ix.params.with_search("annoy")
     assert ix._default_method() == "annoy"
+    annoy_ix = VisualIndex(ix.params)  # asked for annoy: the rows are not copied to the device for nothing
+    annoy_ix.add("R0", np.arange(len(d), dtype=float), d)
+    annoy_ix.prepare(device="cpu:0")
+    annoy_ix.search(q[:2], k=10)
+    assert annoy_ix._dev_rows is None and annoy_ix._annoy is not None
 
 
 def test_index_too_large_for_the_device_warns_once_and_searches_with_numpy(monkeypatch, capsys):
@@ -154,6 +159,27 @@ def test_index_too_large_for_the_device_warns_once_and_searches_with_numpy(monke
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not fit on cuda:7" in err and "150 frames" in err
     ix.use_device("cuda:7")  # a matcher asks again before every batch: no second try, no warning
+    ix.search(d[:3], k=4)
+    assert ix.search_device is None and capsys.readouterr().err == ""
+
+
+def test_running_out_of_device_memory_while_searching_falls_back_to_numpy(monkeypatch, capsys):
+    # the rows fit, the working blocks do not: the query is still answered, and later ones too
+    torch = pytest.importorskip("torch")
+    ix, d = filled()
+    want = ix.search(d[:3], k=4)
+    ix.use_device("cpu")
+
+    def no_room(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(VisualIndex, "_search_exact_torch", no_room)
+    got = ix.search(d[:3], k=4)
+    np.testing.assert_array_equal(got[1], want[1])
+    assert ix.search_device is None and ix._dev_rows is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no room to search on cpu" in err
+    ix.use_device("cpu")
     ix.search(d[:3], k=4)
     assert ix.search_device is None and capsys.readouterr().err == ""
 
