@@ -327,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "re-ranks the best exactly (~0.15-0.2 s per 100 h per query minute on 2 cores); exact is "
                          "exact at any size (~1 s per 100 h); annoy searches an annoy forest above 200,000 "
                          "frames: ~0.4 s at any size, but it finds fewer copies (62%% of them at 1,000 h; "
-                         "docs/speed.md). With --device cuda, auto and exact search exactly on the GPU "
-                         "(0.022 s per 1,000 h on an H100)")
+                         "docs/speed.md). When the descriptors run on a GPU (--device cuda, or auto on a "
+                         "GPU machine), auto and exact search exactly there (0.022 s per query minute per "
+                         "1,000 h on an H100)")
     _add_parallel_args(mt)
     _add_device_arg(mt)
     mt.set_defaults(func=_cmd_match)
