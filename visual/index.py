@@ -62,7 +62,7 @@ class VisualIndex:
         #: torch device the search runs on (None: numpy on the CPU); see :meth:`use_device`
         self.search_device: Optional[str] = None
         self._dev_rows = None  # the float16 rows on search_device
-        self._no_room: Optional[str] = None  # a device the rows did not fit on
+        self._no_room: Optional[str] = None  # a device that ran out of memory for this index
 
     def __len__(self) -> int:
         return self._ref.size + sum(p[1].size for p in self._pending)
