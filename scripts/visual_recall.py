@@ -122,6 +122,12 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
             t0 = time.perf_counter()
             ix._projection()
             row[f"{spec} setup_s"] = time.perf_counter() - t0
+        elif name == "ivf":
+            ix.params = dataclasses.replace(base, ivf_probe=int(args[0]))
+            if ix._ivf is None:
+                t0 = time.perf_counter()
+                ix._cells()
+                row["ivf setup_s"] = time.perf_counter() - t0
         else:
             ix.params = base
         t = []
@@ -130,7 +136,8 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
             _, rows = ix.search(qdesc, 10, method=name)
             t.append(time.perf_counter() - t0)
         row[spec] = {"search_s": min(t), **found(rows)}
-        ix._proj = None  # memory for the next method
+        if name != "ivf":
+            ix._proj, ix._ivf = None, None  # memory for the next method
     return row
 
 

@@ -3,7 +3,9 @@
 Descriptors are kept as float16 rows with a side table row -> (reference, time). Search is an
 exact matrix product up to ``exact_max_frames`` rows; above, by default, a matrix product in a
 PCA projection of the rows picks a shortlist that is re-ranked exactly (nothing extra is saved:
-the projection is made on first use). With ``large_search="annoy"`` an annoy (angular) forest is
+the projection is made on first use). ``large_search="ivf"`` splits the projected rows into cells
+(k-means, made on first use) and scans a query row's nearest cells only. With
+``large_search="annoy"`` an annoy (angular) forest is
 used instead; its file is saved next to the ``.npz`` and its sha256 recorded in the metadata.
 On a torch device (:meth:`VisualIndex.use_device`, e.g. the GPU the descriptors run on), the
 search is exact at every size: the float16 rows are copied there once (3.7 GB per 1,000 h).
@@ -34,6 +36,8 @@ BLOCK = 65536
 PCA_SAMPLE = 100_000
 #: The projected search skips groups of this many columns whose maximum cannot enter a shortlist.
 RUN = 32
+#: Inverted-file search: k-means rounds, and rows of the projection it learns from per cell.
+IVF_ITERS, IVF_SAMPLE_PER_CELL = 8, 32
 #: Reference rows per matrix product on a torch device: a 2 GB float32 block and, for
 #: QUERY_CHUNK query rows, a 1 GB similarity block.
 DEVICE_BLOCK = 1 << 20
@@ -59,6 +63,7 @@ class VisualIndex:
         self._annoy = None
         self._f32: Optional[np.ndarray] = None  # float32 copy for exact search (small indexes)
         self._proj: Optional[Tuple[np.ndarray, np.ndarray]] = None  # projected search's basis and rows
+        self._ivf: Optional[tuple] = None  # inverted-file search's cells (see _cells)
         #: torch device the search runs on (None: numpy on the CPU); see :meth:`use_device`
         self.search_device: Optional[str] = None
         self._dev_rows = None  # the float16 rows on search_device
@@ -82,7 +87,7 @@ class VisualIndex:
             return
         self._pending.append((np.asarray(descriptors, np.float16).reshape(n, -1),
                               np.full(n, self._pos[ref_id], np.uint32), np.asarray(times_s, np.float32)))
-        self._annoy, self._f32, self._proj, self._dev_rows = None, None, None, None
+        self._annoy, self._f32, self._proj, self._dev_rows, self._ivf = None, None, None, None, None
 
     def _finalize(self) -> None:
         if not self._pending:
@@ -169,6 +174,8 @@ class VisualIndex:
             self._keep_float32()
         elif self.params.large_search == "projected":
             self._projection()
+        elif self.params.large_search == "ivf":
+            self._cells()
         elif self._annoy is None:
             self._annoy = self._build_annoy()
         return self
@@ -182,7 +189,7 @@ class VisualIndex:
         self._finalize()
         if method is None:
             method = self._default_method()
-        if method not in ("exact", "projected", "annoy"):
+        if method not in ("exact", "projected", "ivf", "annoy"):
             raise ValueError(f"unknown search method {method!r}")
         m, n = len(desc), self._ref.size
         if m == 0 or n == 0:
@@ -203,6 +210,8 @@ class VisualIndex:
             return self._search_exact(q, k)
         if method == "projected":
             return self._search_projected(q, k)
+        if method == "ivf":
+            return self._search_ivf(q, k)
         return self._search_annoy(q, k)
 
     def _keep_float32(self) -> None:
@@ -327,6 +336,73 @@ class VisualIndex:
         rows[:, :best.shape[1]] = np.take_along_axis(top_r, best, axis=1)
         return sims, rows
 
+    def _cells(self) -> tuple:
+        """The inverted-file search's cells, made on first use from the projected rows
+        (:meth:`_projection`): ``(centroids (c, d) unit rows, start (c + 1,), rows (n,), basis,
+        projected rows in cell order)``, the stored rows of cell ``j`` being
+        ``rows[start[j]:start[j + 1]]`` (the projection in stored order is then dropped). About
+        sqrt(n) cells of sqrt(n) rows: a search scans ``ivf_probe`` cells per query row, so its
+        cost grows with the square root of the index, not with the index."""
+        if self._ivf is None:
+            basis, proj = self._projection()
+            n = len(proj)
+            c = int(min(max(1, n // 8), 2 ** round(np.log2(max(1.0, np.sqrt(n))))))
+            cent = _spherical_kmeans(proj, c, iters=IVF_ITERS, sample=IVF_SAMPLE_PER_CELL * c)
+            cell = np.empty(n, np.int32)
+            for i in range(0, n, BLOCK):
+                cell[i:i + BLOCK] = np.argmax(proj[i:i + BLOCK] @ cent.T, axis=1)
+            order = np.argsort(cell, kind="stable")
+            start = np.r_[0, np.cumsum(np.bincount(cell, minlength=c))].astype(np.int64)
+            # the cells keep their own copy of the projected rows, in cell order
+            self._ivf, self._proj = (cent, start, order, basis, proj[order]), None
+        return self._ivf
+
+    def _search_ivf(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Each query row's ``shortlist`` best rows by projected similarity among the rows of its
+        ``ivf_probe`` nearest cells, re-ranked by their exact similarity."""
+        cent, start, order, basis, proj = self._cells()
+        m = len(q)
+        qp = q @ basis
+        probe = min(self.params.ivf_probe, len(cent))
+        near = np.argpartition(-(qp @ cent.T), probe - 1, axis=1)[:, :probe] if probe < len(cent) \
+            else np.broadcast_to(np.arange(len(cent)), (m, len(cent)))
+        size = max(k, self.params.shortlist)
+        # (query row, probe slot) -> its cell's best `size` rows, side by side per query row
+        top_s = np.full((m, near.shape[1], size), -np.inf, np.float32)
+        top_r = np.zeros((m, near.shape[1], size), np.int64)
+        flat = near.ravel()
+        by = np.argsort(flat, kind="stable")  # cell by cell, the query rows that probe it
+        bounds = np.flatnonzero(np.r_[True, flat[by][1:] != flat[by][:-1], True])
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            pos = by[a:b]
+            j = flat[pos[0]]
+            lo, hi = start[j], start[j + 1]
+            if hi == lo:
+                continue
+            who, slot = pos // near.shape[1], pos % near.shape[1]
+            s = qp[who] @ proj[lo:hi].T
+            if s.shape[1] > size:
+                part = np.argpartition(-s, size - 1, axis=1)[:, :size]
+                top_s[who, slot] = np.take_along_axis(s, part, axis=1)
+                top_r[who, slot] = part + lo
+            else:
+                top_s[who, slot, :s.shape[1]] = s
+                top_r[who, slot, :s.shape[1]] = np.arange(lo, hi)
+        top_s, top_r = top_s.reshape(m, -1), top_r.reshape(m, -1)
+        if top_s.shape[1] > size:
+            part = np.argpartition(-top_s, size - 1, axis=1)[:, :size]
+            top_s, top_r = np.take_along_axis(top_s, part, axis=1), np.take_along_axis(top_r, part, axis=1)
+        rows_of = order[top_r]
+        exact = np.einsum("mld,md->ml", self._desc[rows_of.ravel()].astype(np.float32).reshape(m, size, -1), q)
+        exact[~np.isfinite(top_s)] = -np.inf  # empty places (cells with fewer rows than `size`)
+        best = _best_first(exact, rows_of, k)
+        sims = np.full((m, k), -np.inf, np.float32)
+        rows = np.full((m, k), -1, np.int64)
+        kk = best.shape[1]
+        sims[:, :kk] = np.take_along_axis(exact, best, axis=1)
+        rows[:, :kk] = np.where(np.isfinite(sims[:, :kk]), np.take_along_axis(rows_of, best, axis=1), -1)
+        return sims, rows
+
     def _search_annoy(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         sims = np.full((len(q), k), -np.inf, np.float32)
         rows = np.full((len(q), k), -1, np.int64)
@@ -404,6 +480,33 @@ class VisualIndex:
             ix._annoy = AnnoyIndex(ix._desc.shape[1], "angular")
             ix._annoy.load(str(ann_path))
         return ix
+
+
+def _best_first(sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``sims`` (m, l), the positions of its ``k`` best, best first; equal
+    similarities go to the lower stored row, so that the result does not depend on the order
+    the candidates were gathered in."""
+    o = np.lexsort((rows, -sims), axis=1)
+    return o[:, :k]
+
+
+def _spherical_kmeans(x: np.ndarray, c: int, iters: int, sample: int) -> np.ndarray:
+    """``c`` unit centroids of the rows ``x`` (n, d) by spherical k-means on up to ``sample``
+    evenly spaced rows (deterministic: evenly spaced starting rows, no random draws). A cell
+    left empty keeps its previous centroid."""
+    picks = np.linspace(0, len(x) - 1, min(len(x), sample)).astype(np.int64)
+    xs = x[picks]
+    xs = xs / np.maximum(np.linalg.norm(xs, axis=1, keepdims=True), 1e-12)
+    cent = xs[np.linspace(0, len(xs) - 1, c).astype(np.int64)].copy()
+    for _ in range(iters):
+        a = np.concatenate([np.argmax(xs[i:i + BLOCK] @ cent.T, axis=1) for i in range(0, len(xs), BLOCK)])
+        o = np.argsort(a, kind="stable")
+        used = np.flatnonzero(np.bincount(a, minlength=c))
+        sums = np.zeros_like(cent)
+        sums[used] = np.add.reduceat(xs[o], np.searchsorted(a[o], used))
+        norm = np.linalg.norm(sums, axis=1, keepdims=True)
+        cent = np.where(norm > 0, sums / np.maximum(norm, 1e-12), cent).astype(np.float32)
+    return cent
 
 
 def _sha256(path: Path) -> str:

@@ -65,10 +65,11 @@ def test_the_visual_search_mode_reaches_worker_processes(media, monkeypatch):
         path, (qid, per_ref) = parallel.query_segments((root,), q, "visual", None, mode)
         params = parallel._LIBRARIES[(root,), mode][0].visual.params
         assert (params.large_search, params.exact_max_frames >= 2 ** 62) == \
-            {"auto": ("projected", False), "exact": ("projected", True), "annoy": ("annoy", False)}[mode]
+            {"auto": ("projected", False), "exact": ("projected", True), "ivf": ("ivf", False),
+             "annoy": ("annoy", False)}[mode]
         per_mode[mode] = {r: [s.query_start for s in segs[1]] for r, segs in per_ref.items()}
     assert per_mode["auto"].get("R1")  # the copy
-    assert per_mode["auto"] == per_mode["exact"] == per_mode["annoy"]  # 36 frames: exact in every mode
+    assert per_mode["auto"] == per_mode["exact"] == per_mode["ivf"] == per_mode["annoy"]  # 36 frames: exact in every mode
     match = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["match"]._actions
                  if a.dest == "visual_search")
     assert tuple(match.choices) == SEARCH_MODES

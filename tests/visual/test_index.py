@@ -69,8 +69,54 @@ def test_projected_search_finds_planted_copies_in_fewer_dimensions():
     assert np.mean(rows[:, 0] == at) < 0.5
 
 
+def test_ivf_search_probing_every_cell_at_full_dimension_is_exact():
+    # Probing every cell with a rotation as the projection scans every row: the same rows as the
+    # exact search. 5,000 rows make 64 cells of 59-100 rows: some hold fewer rows than the
+    # shortlist of 80, some more.
+    params = VisualParams(exact_max_frames=10, large_search="ivf", coarse_dims=64, shortlist=80, ivf_probe=64)
+    ix, d = filled(params, n_refs=5, per=1000, seed=21)
+    q = np.concatenate([d[[7, 2500, 4999]] + 0.3 * unit(3, seed=22), unit(40, seed=23)])
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    s_exact, r_exact = ix.search(q, k=10, method="exact")
+    s_ivf, r_ivf = ix.search(q, k=10)  # the default above exact_max_frames with large_search="ivf"
+    cent, start, order, _, _ = ix._cells()
+    assert len(cent) == 64 and start[-1] == 5000 and np.array_equal(np.sort(order), np.arange(5000))
+    assert np.diff(start).min() < 80 < np.diff(start).max()
+    np.testing.assert_array_equal(r_ivf, r_exact)
+    np.testing.assert_allclose(s_ivf, s_exact, atol=1e-6)
+    small, d = filled(VisualParams(exact_max_frames=2, large_search="ivf"), n_refs=1, per=4)
+    sims, rows = small.search(d[:2], k=6)  # fewer rows than k: the rest is -1 / -inf, no repeats
+    assert rows[:, 0].tolist() == [0, 1] and (rows[:, 4:] == -1).all() and np.isneginf(sims[:, 4:]).all()
+    assert sorted(rows[0, :4].tolist()) == [0, 1, 2, 3]
+
+
+def test_ivf_search_finds_planted_copies_in_the_probed_cells():
+    # 40,000 random rows (256 cells of ~156), copies at cosine 0.8 of 50 query rows. Evenly
+    # spread rows are the worst case for cells: 64 probed cells (a quarter of the rows) find 49
+    # copies, the projected search all 50; 32 cells 48, 16 cells 44, one cell 11, so the test can fail.
+    params = VisualParams(exact_max_frames=10, large_search="ivf", coarse_dims=32, shortlist=50, ivf_probe=64)
+    ix = VisualIndex(params)
+    d = unit(40_000, seed=4)
+    q = unit(50, seed=5)
+    at = np.random.default_rng(6).choice(len(d), 50, replace=False)
+    noise = unit(50, seed=7)
+    noise -= np.sum(noise * q, axis=1, keepdims=True) * q
+    d[at] = 0.8 * q + 0.6 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    ix.add("R0", np.arange(len(d), dtype=float), d)
+    sims, rows = ix.search(q, k=10)
+    assert len(ix._cells()[0]) == 256
+    assert np.mean(rows[:, 0] == at) >= 0.96 and np.all(np.diff(sims, axis=1) <= 0)
+    again = VisualIndex(params)  # the cells do not depend on anything but the rows
+    again.add("R0", np.arange(len(d), dtype=float), d)
+    np.testing.assert_array_equal(again.search(q, k=10)[1], rows)
+    ix.params = VisualParams(exact_max_frames=10, large_search="ivf", coarse_dims=32, shortlist=50, ivf_probe=1)
+    _, rows = ix.search(q, k=10)
+    assert np.mean(rows[:, 0] == at) < 0.5
+
+
 def test_search_sees_references_added_after_a_search():
     for params, device in ((VisualParams(), None), (VisualParams(exact_max_frames=10, coarse_dims=8), None),
+                           (VisualParams(exact_max_frames=10, large_search="ivf"), None),
                            (VisualParams(), "cpu")):  # "cpu": the torch device path
         ix, d = filled(params)
         ix.use_device(device)
@@ -83,6 +129,7 @@ def test_search_sees_references_added_after_a_search():
 
 def test_prepare_makes_the_search_state_and_changes_no_result():
     for params, made in ((VisualParams(), "_f32"), (VisualParams(exact_max_frames=10), "_proj"),
+                         (VisualParams(exact_max_frames=10, large_search="ivf"), "_ivf"),
                          (VisualParams(exact_max_frames=10, large_search="annoy"), "_annoy")):
         ix, d = filled(params)
         cold = ix.search(d[:4], k=3)
@@ -210,7 +257,7 @@ def test_hits_group_by_reference_with_times_and_floor():
     assert hits["R0"].score[0] == pytest.approx(0.5, abs=2e-3)  # sim 1 - floor 0.5
 
 
-@pytest.mark.parametrize("exact_max,large", [(10_000, "annoy"), (10, "projected"), (10, "annoy")])
+@pytest.mark.parametrize("exact_max,large", [(10_000, "annoy"), (10, "projected"), (10, "ivf"), (10, "annoy")])
 def test_save_load_round_trip(tmp_path, exact_max, large):
     params = VisualParams(exact_max_frames=exact_max, large_search=large)
     ix, d = filled(params)
