@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_speed import _synthetic_audio, _synthetic_visual  # noqa: E402
+from visual_recall import benchmark_library  # noqa: E402
 
-from fingerprint.benchmark import make_benchmark  # noqa: E402
 from fingerprint.media import probe  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, video_id  # noqa: E402
 
@@ -105,13 +105,7 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--out", default=None, help="markdown table to write")
     a = ap.parse_args()
-    d = Path(a.work) / f"test_seed{a.seed}"
-    if not (d / "ground_truth.csv").is_file():
-        make_benchmark(d, n_queries=80, n_refs=30, seed=a.seed, positive_rate=0.23)
-    if not (d / "index").is_dir():
-        lib = Library.create(d / "index")
-        lib.add_files(list_media(d / "reference"))
-        lib.save()
+    d, _ = benchmark_library(Path(a.work), a.seed)
     queries = no_copy_queries(d, a.seconds)
     print(f"{len(queries)} queries without a copy, {sum(i.duration_s for _, i in queries):.0f} s", flush=True)
     rows = measure(d, a.hours, a.search, queries, np.random.default_rng(0))

@@ -33,6 +33,19 @@ from fingerprint.media import probe  # noqa: E402
 from fingerprint.pipeline import Library, list_media, video_id  # noqa: E402
 
 
+def benchmark_library(work: Path, seed: int):
+    """``(directory, Library)`` of the generated matching benchmark of ``seed`` under ``work``
+    (as ``scripts/bench_matching.py`` makes it), generated and indexed first if missing."""
+    d = work / f"test_seed{seed}"
+    if not (d / "ground_truth.csv").is_file():
+        make_benchmark(d, n_queries=80, n_refs=30, seed=seed, positive_rate=0.23)
+    if not (d / "index").is_dir():
+        lib = Library.create(d / "index")
+        lib.add_files(list_media(d / "reference"))
+        lib.save()
+    return d, Library.open(d / "index")
+
+
 def query_descriptors(d: Path, lib: Library, seconds: float = 60.0) -> np.ndarray:
     """Descriptors of ~``seconds`` of the benchmark's queries that hold no copy."""
     import pandas as pd
@@ -150,14 +163,7 @@ def main():
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    d = Path(a.work) / f"test_seed{a.seed}"
-    if not (d / "ground_truth.csv").is_file():
-        make_benchmark(d, n_queries=80, n_refs=30, seed=a.seed, positive_rate=0.23)
-    if not (d / "index").is_dir():
-        lib = Library.create(d / "index")
-        lib.add_files(list_media(d / "reference"))
-        lib.save()
-    lib = Library.open(d / "index")
+    d, lib = benchmark_library(Path(a.work), a.seed)
     qdesc = query_descriptors(d, lib)
     cosines = copy_cosines(d, lib) if a.copy_cos == "real" else np.array([float(a.copy_cos)])
     print(f"{len(qdesc)} query descriptors; 200 copies planted per size, cosine: "

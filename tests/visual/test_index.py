@@ -19,6 +19,17 @@ def filled(params=VisualParams(), n_refs=3, per=50, seed=0):
     return ix, d
 
 
+def planted(n, cos=0.8):
+    """``n`` random 64-d unit rows, 50 query rows, and where each query's copy (at cosine ``cos``
+    to it) replaces a row: ``(rows, queries, positions)``."""
+    d, q = unit(n, seed=4), unit(50, seed=5)
+    at = np.random.default_rng(6).choice(len(d), 50, replace=False)
+    noise = unit(50, seed=7)
+    noise -= np.sum(noise * q, axis=1, keepdims=True) * q
+    d[at] = cos * q + np.sqrt(1 - cos ** 2) * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    return d, q, at
+
+
 def test_exact_search_returns_the_true_neighbours_best_first():
     ix, d = filled()
     q = d[[3, 77]] + 0.01 * unit(2, seed=9)
@@ -54,12 +65,7 @@ def test_projected_search_finds_planted_copies_in_fewer_dimensions():
     # its projected similarity puts it in the 50-row shortlist: a 32-d projection finds all 50
     # here, 16-d 41, 8-d 8.
     ix = VisualIndex(VisualParams(exact_max_frames=10, coarse_dims=32, shortlist=50))
-    d = unit(20_000, seed=4)
-    q = unit(50, seed=5)
-    at = np.random.default_rng(6).choice(len(d), 50, replace=False)
-    noise = unit(50, seed=7)
-    noise -= np.sum(noise * q, axis=1, keepdims=True) * q
-    d[at] = 0.8 * q + 0.6 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    d, q, at = planted(20_000)
     ix.add("R0", np.arange(len(d), dtype=float), d)
     _, rows = ix.search(q, k=10)
     assert np.mean(rows[:, 0] == at) >= 0.96
@@ -96,12 +102,7 @@ def test_ivf_search_finds_planted_copies_in_the_probed_cells():
     # copies, the projected search all 50; 32 cells 48, 16 cells 44, one cell 11, so the test can fail.
     params = VisualParams(exact_max_frames=10, large_search="ivf", coarse_dims=32, shortlist=50, ivf_probe=64)
     ix = VisualIndex(params)
-    d = unit(40_000, seed=4)
-    q = unit(50, seed=5)
-    at = np.random.default_rng(6).choice(len(d), 50, replace=False)
-    noise = unit(50, seed=7)
-    noise -= np.sum(noise * q, axis=1, keepdims=True) * q
-    d[at] = 0.8 * q + 0.6 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    d, q, at = planted(40_000)
     ix.add("R0", np.arange(len(d), dtype=float), d)
     sims, rows = ix.search(q, k=10)
     assert len(ix._cells()[0]) == 256
