@@ -13,6 +13,7 @@ reference interval) or at a fixed cosine (``--copy-cos 0.7``). The query is ~60 
 benchmark's queries that hold no copy. Reported per size and method: the search time of the
 query's descriptors (best of two) and how many planted copies are among the 10 nearest, overall
 and for the weaker half of the copies. Methods: ``exact``, ``projected:DIMS[:SHORTLIST]``,
+``ivf:PROBES`` (the inverted-file search, ``ivf_probe`` cells per query row),
 ``annoy:SEARCH_K`` (its forest is built on every core, a benchmark shortcut: the product builds
 with one thread, so that a forest does not depend on the machine; a search costs the same either
 way). 1,000 h takes ~15 minutes and ~14 GB of RAM on 2 cores with annoy, less without.
@@ -149,7 +150,7 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
             _, rows = ix.search(qdesc, 10, method=name)
             t.append(time.perf_counter() - t0)
         row[spec] = {"search_s": min(t), **found(rows)}
-        if name != "ivf":
+        if name != "ivf":  # ivf keeps its cells for the next probe count
             ix._proj, ix._ivf = None, None  # memory for the next method
     return row
 
