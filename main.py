@@ -65,6 +65,8 @@ def generate_matches(query_video_ids) -> pd.DataFrame:
         except Exception:  # noqa: BLE001 - the model fails again in each query, which is then skipped
             device = None
         lib.visual.prepare(device=device)
+    if lib.audio is not None:
+        lib.audio.prepare()  # its bucket directory: seconds for a large index, not the first query's
     cal_path = ASSETS_DIRECTORY / "calibration.npz"
     matcher = QueryMatcher(lib, calibration=Calibration.load(cal_path if cal_path.is_file() else None))
     t_start = time.monotonic()  # the schedule starts once the index and models are loaded

@@ -11,9 +11,10 @@ batch of 96 query frames) on the benchmark's queries that hold no copy, at least
 them, against a library whose audio and visual indexes are replaced by synthetic ones of each
 size, built as ``bench_speed.py`` builds them (edited copies of the benchmark's reference
 landmarks; frames drawn with the real descriptors' per-dimension mean and spread). Each size and
-visual search mode is timed twice after a warm-up query, and the faster pass is kept. Reported:
-seconds per query minute, the ratio to the smallest size, the one-off set-up of the visual search
-(``VisualIndex.prepare``) and the rows reported (chance matches, as no query copies a synthetic
+visual search mode is timed twice after the indexes' one-off set-up (``VisualIndex.prepare``,
+``AudioIndex.prepare``, as ``main.py`` does) and a warm-up query, and the faster pass is kept.
+Reported: seconds per query minute, the ratio to the smallest size, the visual set-up time and
+the rows reported (chance matches, as no query copies a synthetic
 reference). 1,000 h needs ~12 GB of memory and ~6 minutes on 2 cores.
 """
 import argparse
@@ -65,6 +66,9 @@ def measure(d: Path, hours_list, modes, queries, rng) -> list:
             t0 = time.perf_counter()
             lib.visual.prepare()
             setup = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            lib.audio.prepare()  # as main.py does; the warm-up query may have no audio
+            audio_setup = time.perf_counter() - t0
             matcher = QueryMatcher(lib)
             matcher.match_file(queries[0][0], info=queries[0][1])  # warm-up: audio directory, model
             passes = []
@@ -74,11 +78,12 @@ def measure(d: Path, hours_list, modes, queries, rng) -> list:
                 passes.append(time.perf_counter() - t0)
             row = {"hours": hours, "search": mode, "visual_method": lib.visual._default_method(),
                    "s_per_query_minute": min(passes) / total_s * 60, "passes_s": passes,
-                   "visual_setup_s": setup, "rows": n_rows, "query_s": total_s}
+                   "visual_setup_s": setup, "audio_setup_s": audio_setup, "rows": n_rows, "query_s": total_s}
             rows.append(row)
             print(f"  {hours:g} h, --visual-search {mode} ({row['visual_method']}): "
                   f"{row['s_per_query_minute']:.2f} s per query minute (passes "
-                  f"{', '.join(f'{p:.2f}' for p in passes)} s), set-up {setup:.1f} s, {n_rows} rows", flush=True)
+                  f"{', '.join(f'{p:.2f}' for p in passes)} s), set-up {setup:.1f} s visual, "
+                  f"{audio_setup:.1f} s audio, {n_rows} rows", flush=True)
             lib.visual._proj = lib.visual._ivf = lib.visual._f32 = None  # memory for the next mode
         del lib
     return rows

@@ -139,6 +139,21 @@ def test_directory_lookup_equals_a_brute_force_lookup():
     assert want and {k: set(zip(v.query_t.tolist(), v.ref_t.tolist())) for k, v in got.items()} == want
 
 
+def test_prepare_sorts_and_builds_the_directory_without_changing_a_hit():
+    h, r, t = _random_entries(50_000, seed=5, n_refs=2)
+    q = lms(6, 5.0)
+    h[:40_000] = np.resize(q.hashes()[q.hashes() < (1 << 34)], 40_000)
+    cold = AudioIndex.from_arrays(h, r, t, ["A", "B"])
+    warm = AudioIndex.from_arrays(h, r, t, ["A", "B"])
+    assert warm._dir is None and warm._pending
+    assert warm.prepare() is warm and warm._dir is not None and not warm._pending
+    want, got = cold.query(q), warm.query(q)
+    assert want.keys() == got.keys() and want
+    for k in want:
+        np.testing.assert_array_equal(got[k].ref_t, want[k].ref_t)
+        np.testing.assert_array_equal(got[k].score, want[k].score)
+
+
 def test_from_arrays_sorts_unless_presorted():
     h, r, t = _random_entries(50_000, seed=2, n_refs=2)
     q = lms(4, 5.0)
