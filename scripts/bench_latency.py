@@ -70,7 +70,7 @@ def measure(d: Path, hours_list, modes, queries, rng) -> list:
             lib.audio.prepare()  # as main.py does; the warm-up query may have no audio
             audio_setup = time.perf_counter() - t0
             matcher = QueryMatcher(lib)
-            matcher.match_file(queries[0][0], info=queries[0][1])  # warm-up: audio directory, model
+            matcher.match_file(queries[0][0], info=queries[0][1])  # warm-up: the model and its noise set
             passes = []
             for _ in range(2):
                 t0 = time.perf_counter()
