@@ -33,6 +33,7 @@ from visual_recall import benchmark_library  # noqa: E402
 
 from fingerprint.media import probe  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, video_id  # noqa: E402
+from fusion import warm_up  # noqa: E402
 
 
 def no_copy_queries(d: Path, seconds: float):
@@ -68,6 +69,7 @@ def measure(d: Path, hours_list, modes, queries, rng) -> list:
             setup = time.perf_counter() - t0
             t0 = time.perf_counter()
             lib.audio.prepare()  # as main.py does; the warm-up query may have no audio
+            warm_up()  # the voting kernels, as main.py does
             audio_setup = time.perf_counter() - t0
             matcher = QueryMatcher(lib)
             matcher.match_file(queries[0][0], info=queries[0][1])  # warm-up: the model and its noise set

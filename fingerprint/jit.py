@@ -1,0 +1,42 @@
+"""Compiled loops (numba) for the few places where numpy needs many passes over large arrays.
+
+A kernel is compiled on its first call (a few seconds) and cached on disk beside its module, or
+in numba's user cache (``NUMBA_CACHE_DIR``) where that folder is read-only; with no writable place
+at all it is compiled in memory once per process. numba is imported on that first call, not when
+the module defining the kernel is imported, so ``fingerprint --help`` stays quick. ``main.py``
+calls :func:`fusion.warm_up` before the first query's clock starts, so no query pays for it.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Callable
+
+_LOCK = threading.Lock()
+
+
+def njit(fn: Callable) -> Callable:
+    """``fn`` compiled with ``numba.njit`` on its first call, with the GIL released (the audio
+    stage runs in a thread beside the visual one) and an on-disk cache where one can be written.
+    No fast-math: the arithmetic is IEEE, as in numpy. ``.py_func`` is the plain Python ``fn``."""
+    compiled = []
+
+    @functools.wraps(fn)
+    def call(*args):
+        if not compiled:
+            with _LOCK:  # two threads must not compile (and write the cache) at once
+                if not compiled:
+                    compiled.append(_compile(fn))
+        return compiled[0](*args)
+
+    call.py_func = fn
+    return call
+
+
+def _compile(fn: Callable) -> Callable:
+    import numba
+
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(cache=False, nogil=True)(fn)
