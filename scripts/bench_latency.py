@@ -1,6 +1,6 @@
 """End-to-end query latency against indexes of growing size (issue P7's latency target).
 
-    python scripts/bench_latency.py [--hours 1 100 1000] [--search auto ivf] [--seconds 120]
+    python scripts/bench_latency.py [--hours 1 100 1000] [--search auto ivf] [--seconds 120] [--passes 3]
                                     [--work bench_data --seed 2] [--json out.json] [--out table.md]
 
 ``scripts/bench_speed.py`` times the search and the voting of one 60 s query on their own and adds
@@ -11,8 +11,9 @@ batch of 96 query frames) on the benchmark's queries that hold no copy, at least
 them, against a library whose audio and visual indexes are replaced by synthetic ones of each
 size, built as ``bench_speed.py`` builds them (edited copies of the benchmark's reference
 landmarks; frames drawn with the real descriptors' per-dimension mean and spread). Each size and
-visual search mode is timed twice after the indexes' one-off set-up (``VisualIndex.prepare``,
-``AudioIndex.prepare``, as ``main.py`` does) and a warm-up query, and the faster pass is kept.
+visual search mode is timed ``--passes`` times (3) after the indexes' one-off set-up
+(``VisualIndex.prepare``, ``AudioIndex.prepare`` and ``fusion.warm_up``, as ``main.py`` does) and a
+warm-up query, and the fastest pass is kept.
 Reported: seconds per query minute, the ratio to the smallest size, the visual set-up time and
 the rows reported (chance matches, as no query copies a synthetic
 reference). 1,000 h needs ~12 GB of memory and ~6 minutes on 2 cores.
@@ -53,7 +54,7 @@ def no_copy_queries(d: Path, seconds: float):
     return out
 
 
-def measure(d: Path, hours_list, modes, queries, rng) -> list:
+def measure(d: Path, hours_list, modes, queries, rng, n_passes: int = 3) -> list:
     base = Library.open(d / "index")
     total_s = sum(info.duration_s for _, info in queries)
     rows = []
@@ -74,7 +75,7 @@ def measure(d: Path, hours_list, modes, queries, rng) -> list:
             matcher = QueryMatcher(lib)
             matcher.match_file(queries[0][0], info=queries[0][1])  # warm-up: the model and its noise set
             passes = []
-            for _ in range(2):
+            for _ in range(n_passes):
                 t0 = time.perf_counter()
                 n_rows = sum(len(matcher.match_file(q, info=info)) for q, info in queries)
                 passes.append(time.perf_counter() - t0)
@@ -109,13 +110,16 @@ def main():
     ap.add_argument("--seconds", type=float, default=120.0, help="at least this much query, in seconds")
     ap.add_argument("--work", default="bench_data")
     ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--passes", type=int, default=3,
+                    help="timed passes over the queries per size and mode; the fastest is kept (passes of one "
+                         "run differ by up to ~25%% on a shared 2-core machine)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--out", default=None, help="markdown table to write")
     a = ap.parse_args()
     d, _ = benchmark_library(Path(a.work), a.seed)
     queries = no_copy_queries(d, a.seconds)
     print(f"{len(queries)} queries without a copy, {sum(i.duration_s for _, i in queries):.0f} s", flush=True)
-    rows = measure(d, a.hours, a.search, queries, np.random.default_rng(0))
+    rows = measure(d, a.hours, a.search, queries, np.random.default_rng(0), a.passes)
     text = markdown(rows)
     print(text)
     if a.json:
