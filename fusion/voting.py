@@ -212,12 +212,13 @@ def may_align(hits: Union[Sequence[Hits], HitTable], p: VoteParams) -> np.ndarra
        pair passes if three adjacent bins at some grid slope weigh ``>= p.min_hits``.
 
     The coarse stage is one pass over a pair's hits per coarse slope, the fine stage sees only
-    kept hits, and a pair stops at its first pass; both run compiled (:func:`fingerprint.jit.njit`):
-    0.23 s for the 2.27M hits of a 60 s query against a 1,000 h synthetic index, against 0.69 s
-    for the same stages in numpy. Pairs with fewer than ``p.min_hits`` hits cannot pass; pairs with a negative weight
-    (which a subset could outweigh) always pass. For a 60 s query of unrelated audio on a 100 h
-    synthetic index it passes 9.3% of the pairs met 12 times (the voter's first round: 7.2%; the
-    coarse stage alone: 48%), and on a 1,000 h one 0.5%.
+    kept hits, and a pair stops at its first pass; both run compiled
+    (:func:`fingerprint.jit.njit`): 0.23 s for the 2.27M hits of a 60 s query against a 1,000 h
+    synthetic index, against 0.69 s for the same stages in numpy. Pairs with fewer than
+    ``p.min_hits`` hits cannot pass; pairs with a negative weight (which a subset could outweigh)
+    always pass. For a 60 s query of unrelated audio on a 100 h synthetic index it passes 9.3% of
+    the pairs met 12 times (the voter's first round: 7.2%; the coarse stage alone: 48%), and on a
+    1,000 h one 0.5%.
 
     >>> keep = may_align(list(hits.values()), AUDIO_VOTE)        # doctest: +SKIP
     """
@@ -256,9 +257,10 @@ def _may_align_kernel(q, r, w, starts, ends, coarse, eps, grid, nearest, bin_s, 
     Per pair and coarse slope, the offsets are histogrammed in a small table that stays in the
     cache, and the pair stops at its first pass: one pass over the hits per coarse slope, where
     numpy needed ~10 over every pair's bins. A heavy run of three bins is looked for only where
-    it starts at an occupied bin: a heavy run that starts at an empty bin holds no more than the
-    run that starts at its first occupied bin, so the pairs that pass and the hits kept are the
-    same as over every bin. Weights are summed in hit order, then three bins left to right."""
+    it starts at an occupied bin: with no negative weight (pairs with one have passed already), a
+    heavy run that starts at an empty bin holds no more than the run that starts at its first
+    occupied bin, so the pairs that pass and the hits kept are the same as over every bin.
+    Weights are summed in hit order, then three bins left to right."""
     n = starts.size
     out = np.zeros(n, np.bool_)
     inv_fine = 1.0 / bin_s
