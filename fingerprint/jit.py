@@ -34,7 +34,13 @@ def njit(fn: Callable) -> Callable:
 
 
 def _compile(fn: Callable) -> Callable:
-    import numba
+    try:
+        import numba
+    except ImportError:
+        from .errors import FingerprintError
+
+        raise FingerprintError("numba is not installed; the voting needs it: pip install numba "
+                               "(make test and make demo install it)") from None
 
     try:
         return numba.njit(cache=True, nogil=True)(fn)

@@ -31,3 +31,15 @@ def test_a_function_numba_cannot_cache_is_compiled_without_a_cache():
     with pytest.raises(RuntimeError, match="cannot cache"):
         numba.njit(cache=True)(scope["twice"])
     assert njit(scope["twice"])(np.arange(3.0)).tolist() == [0.0, 2.0, 4.0]
+
+
+def test_without_numba_a_kernel_says_so_in_one_line(monkeypatch):
+    import sys
+
+    import pytest
+
+    from fingerprint.errors import FingerprintError
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    with pytest.raises(FingerprintError, match="numba is not installed.*pip install numba"):
+        njit(_running_sum)(np.zeros(3))
