@@ -164,6 +164,9 @@ def _cmd_match(args) -> int:
     if not files:
         raise FingerprintError(f"{args.queries}: no media files found")
     matcher = QueryMatcher([Library.open(ix, args.visual_search) for ix in args.index], args.modality)
+    from fusion import warm_up
+
+    warm_up()  # the voting kernels, before the progress bar: a missing numba stops here, in one line
     if args.min_score is not None:
         from dataclasses import replace
 

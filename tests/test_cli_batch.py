@@ -131,3 +131,19 @@ def test_match_over_shards_gives_the_single_index_rows(capsys, library, tmp_path
     rc, out, err = run_main(capsys, "match", d / "queries", "-i", tmp_path / "A", "-i", tmp_path / "all",
                             "-o", tmp_path / "x.csv")
     assert_one_line_error(rc, out, err, "R1", "is in two shards")
+
+
+def test_match_without_numba_stops_at_once_in_one_line(library, tmp_path):
+    """In a fresh process (this one may have compiled the kernels already), with numba hidden."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import REPO
+
+    d, _ = library
+    hide = "import sys; sys.modules['numba'] = None; from fingerprint.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", hide, "match", str(d / "queries"), "-i", str(d / "index"),
+                           "-o", str(tmp_path / "out.csv")], cwd=str(REPO), capture_output=True, text=True,
+                          timeout=120)
+    assert_one_line_error(proc.returncode, proc.stdout, proc.stderr, "numba is not installed", "pip install numba")
+    assert not (tmp_path / "out.csv").exists()
