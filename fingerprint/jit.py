@@ -1,10 +1,11 @@
 """Compiled loops (numba) for the few places where numpy needs many passes over large arrays.
 
-A kernel is compiled on its first call (a few seconds) and cached on disk beside its module, or
-in numba's user cache (``NUMBA_CACHE_DIR``) where that folder is read-only; with no writable place
-at all it is compiled in memory once per process. numba is imported on that first call, not when
-the module defining the kernel is imported, so ``fingerprint --help`` stays quick. ``main.py``
-calls :func:`fusion.warm_up` before the first query's clock starts, so no query pays for it.
+A kernel is compiled on its first call (a few seconds) and cached on disk: in ``NUMBA_CACHE_DIR``
+if set, else beside its module, else (a read-only install) in the user's cache folder; with no
+writable place at all it is compiled in memory once per process. numba is imported on that first
+call, not when the module defining the kernel is imported, so ``fingerprint --help`` stays quick.
+``main.py`` and ``fingerprint match`` call :func:`fusion.warm_up` before the first query, so no
+query pays for it.
 """
 from __future__ import annotations
 
