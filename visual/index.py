@@ -4,7 +4,8 @@ Descriptors are kept as float16 rows with a side table row -> (reference, time).
 exact matrix product up to ``exact_max_frames`` rows; above, by default, a matrix product in a
 PCA projection of the rows picks a shortlist that is re-ranked exactly (nothing extra is saved:
 the projection is made on first use). ``large_search="ivf"`` splits the projected rows into cells
-(k-means, made on first use) and scans a query row's nearest cells only. With
+(k-means, made on first use; the rows kept as int8 codes there) and scans a query row's nearest
+cells only, in a compiled loop (numba). With
 ``large_search="annoy"`` an annoy (angular) forest is
 used instead; its file is saved next to the ``.npz`` and its sha256 recorded in the metadata.
 On a torch device (:meth:`VisualIndex.use_device`, e.g. the GPU the descriptors run on), the
@@ -22,6 +23,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from fingerprint.errors import IndexFormatError
+from fingerprint.jit import njit
 from fingerprint.storage import load_arrays, save_arrays
 from fingerprint.types import Hits
 
@@ -162,8 +164,9 @@ class VisualIndex:
         """Make now what searches need, so that the first search does not pay for it: the float32
         rows up to ``exact_max_frames``, the projection above (``large_search="projected"``,
         ~1.6 s at 100 h on 2 cores), the cells of the inverted-file search (``large_search="ivf"``,
-        ~2.8 s at 100 h, ~37 s at 1,000 h) or the annoy forest; with ``device`` (see :meth:`use_device`;
-        "cpu" or None: numpy), the rows on that device. Returns the index."""
+        ~2.8 s at 100 h, ~37 s at 1,000 h, and its scan compiled) or the annoy forest; with
+        ``device`` (see :meth:`use_device`; "cpu" or None: numpy), the rows on that device.
+        Returns the index."""
         self._finalize()
         if device is not None:
             self.use_device(None if device == "cpu" else device)
@@ -177,6 +180,7 @@ class VisualIndex:
             self._projection()
         elif self.params.large_search == "ivf":
             self._cells()
+            self._search_ivf(self._desc[:1].astype(np.float32), 1)  # compiles the scan (or loads it)
         elif self._annoy is None:
             self._annoy = self._build_annoy()
         return self
@@ -340,62 +344,58 @@ class VisualIndex:
     def _cells(self) -> tuple:
         """The inverted-file search's cells, made on first use from the projected rows
         (:meth:`_projection`): ``(centroids (c, d) unit rows, start (c + 1,), rows (n,), basis,
-        projected rows in cell order)``, the stored rows of cell ``j`` being
-        ``rows[start[j]:start[j + 1]]`` (the projection in stored order is then dropped). About
-        sqrt(n) cells of sqrt(n) rows: a search scans ``ivf_probe`` cells per query row, so its
-        cost grows with the square root of the index, not with the index."""
+        codes (n, d) int8, scale (d,) float32)``, the stored rows of cell ``j`` being
+        ``rows[start[j]:start[j + 1]]`` and ``codes`` their projections in that order, one byte a
+        dimension (``projection ~= codes * scale``; the float32 projection is then dropped).
+        About sqrt(n) cells of sqrt(n) rows: a search scans ``ivf_probe`` cells per query row, so
+        its cost grows with the square root of the index, not with the index."""
         if self._ivf is None:
             basis, proj = self._projection()
             n = len(proj)
             c = int(min(max(1, n // 8), 2 ** round(np.log2(max(1.0, np.sqrt(n))))))
             cent = _spherical_kmeans(proj, c, iters=IVF_ITERS, sample=IVF_SAMPLE_PER_CELL * c)
             cell = np.empty(n, np.int32)
+            peak = np.zeros(proj.shape[1], np.float32)
             for i in range(0, n, BLOCK):
                 cell[i:i + BLOCK] = np.argmax(proj[i:i + BLOCK] @ cent.T, axis=1)
+                peak = np.maximum(peak, np.abs(proj[i:i + BLOCK]).max(axis=0))
             order = np.argsort(cell, kind="stable")
             start = np.r_[0, np.cumsum(np.bincount(cell, minlength=c))].astype(np.int64)
-            # the cells keep their own copy of the projected rows, in cell order
-            self._ivf, self._proj = (cent, start, order, basis, proj[order]), None
+            # One byte a dimension, scaled per dimension (the projection's leading dimensions
+            # spread wider): a quarter of float32's memory and of what a search reads. It only
+            # picks the shortlist, which is re-ranked exactly.
+            scale = (np.maximum(peak, 1e-30) / 127).astype(np.float32)
+            codes = np.empty(proj.shape, np.int8)
+            for i in range(0, n, BLOCK):
+                codes[i:i + BLOCK] = np.rint(proj[order[i:i + BLOCK]] / scale)
+            self._ivf, self._proj = (cent, start, order, basis, codes, scale), None
         return self._ivf
 
     def _search_ivf(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """Each query row's ``shortlist`` best rows by projected similarity among the rows of its
-        ``ivf_probe`` nearest cells, re-ranked by their exact similarity."""
-        cent, start, order, basis, proj = self._cells()
+        ``ivf_probe`` nearest cells, re-ranked by their exact similarity. The projected
+        similarities are integer dot products of the rows' int8 codes with the query row's
+        int16 ones (:func:`_ivf_scan`); they only rank the rows of one query row."""
+        cent, start, order, basis, codes, scale = self._cells()
         m = len(q)
         qp = q @ basis
         probe = min(self.params.ivf_probe, len(cent))
         near = np.argpartition(-(qp @ cent.T), probe - 1, axis=1)[:, :probe] if probe < len(cent) \
             else np.broadcast_to(np.arange(len(cent)), (m, len(cent)))
         size = max(k, self.params.shortlist)
-        # (query row, probe slot) -> its cell's best `size` rows, side by side per query row
-        top_s = np.full((m, near.shape[1], size), -np.inf, np.float32)
-        top_r = np.zeros((m, near.shape[1], size), np.int64)
+        qs = qp * scale  # so that codes . qs ~= projection . qp
+        top = np.maximum(np.abs(qs).max(axis=1, keepdims=True), 1e-30)
+        qcodes = np.rint(qs / top * 32767).astype(np.int16)
         flat = near.ravel()
         by = np.argsort(flat, kind="stable")  # cell by cell, the query rows that probe it
-        bounds = np.flatnonzero(np.r_[True, flat[by][1:] != flat[by][:-1], True])
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            pos = by[a:b]
-            j = flat[pos[0]]
-            lo, hi = start[j], start[j + 1]
-            if hi == lo:
-                continue
-            who, slot = pos // near.shape[1], pos % near.shape[1]
-            s = qp[who] @ proj[lo:hi].T
-            if s.shape[1] > size:
-                part = np.argpartition(-s, size - 1, axis=1)[:, :size]
-                top_s[who, slot] = np.take_along_axis(s, part, axis=1)
-                top_r[who, slot] = part + lo
-            else:
-                top_s[who, slot, :s.shape[1]] = s
-                top_r[who, slot, :s.shape[1]] = np.arange(lo, hi)
-        top_s, top_r = top_s.reshape(m, -1), top_r.reshape(m, -1)
-        if top_s.shape[1] > size:
-            part = np.argpartition(-top_s, size - 1, axis=1)[:, :size]
-            top_s, top_r = np.take_along_axis(top_s, part, axis=1), np.take_along_axis(top_r, part, axis=1)
-        rows_of = order[top_r]
+        heap_s = np.zeros((m, size), np.int32)
+        heap_r = np.zeros((m, size), np.int64)
+        count = np.zeros(m, np.int64)
+        _ivf_scan(qcodes, codes, start, flat[by].astype(np.int64), (by // near.shape[1]).astype(np.int64),
+                  heap_s, heap_r, count)
+        rows_of = order[heap_r]
         exact = np.einsum("mld,md->ml", self._desc[rows_of.ravel()].astype(np.float32).reshape(m, size, -1), q)
-        exact[~np.isfinite(top_s)] = -np.inf  # empty places (cells with fewer rows than `size`)
+        exact[np.arange(size) >= count[:, None]] = -np.inf  # empty places (fewer rows than `size`)
         best = _best_first(exact, rows_of, k)
         sims = np.full((m, k), -np.inf, np.float32)
         rows = np.full((m, k), -1, np.int64)
@@ -508,6 +508,59 @@ def _spherical_kmeans(x: np.ndarray, c: int, iters: int, sample: int) -> np.ndar
         norm = np.linalg.norm(sums, axis=1, keepdims=True)
         cent = np.where(norm > 0, sums / np.maximum(norm, 1e-12), cent).astype(np.float32)
     return cent
+
+
+@njit
+def _ivf_scan(qcodes, codes, start, pair_cell, pair_row, heap_s, heap_r, count):
+    """Fills, per query row ``r``, a min-heap ``heap_s[r], heap_r[r]`` (its ``count[r]`` best
+    integer scores so far, and their positions in ``codes``) with the rows of the cells it
+    probes. The (cell, query row) pairs come sorted by cell, so each cell's rows are read once
+    for every query row that probes it. Scores are ``qcodes[r] . codes[i]`` in int32 (at most
+    32767 x 127 x 128 < 2**31)."""
+    size = heap_s.shape[1]
+    d = codes.shape[1]
+    n_pairs = pair_cell.size
+    a = 0
+    while a < n_pairs:
+        j = pair_cell[a]
+        b = a + 1
+        while b < n_pairs and pair_cell[b] == j:
+            b += 1
+        for i in range(start[j], start[j + 1]):
+            for p in range(a, b):
+                r = pair_row[p]
+                acc = np.int32(0)
+                for t in range(d):  # int32 arithmetic throughout, so that it vectorizes
+                    acc = np.int32(acc + np.int32(qcodes[r, t]) * np.int32(codes[i, t]))
+                c = count[r]
+                if c < size:  # filling: sift the new entry up
+                    pos = c
+                    while pos > 0:
+                        up = (pos - 1) >> 1
+                        if heap_s[r, up] <= acc:
+                            break
+                        heap_s[r, pos] = heap_s[r, up]
+                        heap_r[r, pos] = heap_r[r, up]
+                        pos = up
+                    heap_s[r, pos] = acc
+                    heap_r[r, pos] = i
+                    count[r] = c + 1
+                elif acc > heap_s[r, 0]:  # better than the worst kept: it replaces it, sifted down
+                    pos = 0
+                    while True:
+                        child = 2 * pos + 1
+                        if child >= size:
+                            break
+                        if child + 1 < size and heap_s[r, child + 1] < heap_s[r, child]:
+                            child += 1
+                        if heap_s[r, child] >= acc:
+                            break
+                        heap_s[r, pos] = heap_s[r, child]
+                        heap_r[r, pos] = heap_r[r, child]
+                        pos = child
+                    heap_s[r, pos] = acc
+                    heap_r[r, pos] = i
+        a = b
 
 
 def _sha256(path: Path) -> str:

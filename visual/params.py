@@ -51,9 +51,10 @@ class VisualParams:
     #: "ivf" (an inverted file) splits the projected rows into ~sqrt(n) cells by spherical k-means
     #: (made on first use, ~37 s at 1,000 h on 2 cores) and scans, per query row, the rows of
     #: its ``ivf_probe`` nearest cells before the same exact re-ranking: its cost grows with the
-    #: square root of the index. On synthetic frames (evenly spread, the worst case for cells) it
-    #: found 162 of the 170 planted copies the projected search found at 1,000 h, in 0.58 s
-    #: against 1.73 s, and the same at 100 h (0.21 s against 0.23 s; 64 probes: 0.13 s).
+    #: square root of the index. The cells keep the projected rows as one byte a dimension (0.46 MB
+    #: per reference hour). On synthetic frames (evenly spread, the worst case for cells) it
+    #: found 162 of the 170 planted copies the projected search found at 1,000 h, in 0.31 s
+    #: against 1.66 s (256 probes: 166, 0.60 s), and the same at 100 h (0.14 s against 0.22 s).
     #: "annoy" searches an annoy forest (``annoy_trees``, ``annoy_search_k`` nodes per lookup):
     #: near-constant time, but it finds fewer copies as the index grows (62% of what exact search
     #: finds at 1,000 h).

@@ -85,7 +85,8 @@ def test_ivf_search_probing_every_cell_at_full_dimension_is_exact():
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     s_exact, r_exact = ix.search(q, k=10, method="exact")
     s_ivf, r_ivf = ix.search(q, k=10)  # the default above exact_max_frames with large_search="ivf"
-    cent, start, order, _, _ = ix._cells()
+    cent, start, order, _, codes, _ = ix._cells()
+    assert codes.dtype == np.int8 and codes.shape == (5000, 64)
     assert len(cent) == 64 and start[-1] == 5000 and np.array_equal(np.sort(order), np.arange(5000))
     assert np.diff(start).min() < 80 < np.diff(start).max()
     np.testing.assert_array_equal(r_ivf, r_exact)
@@ -94,6 +95,32 @@ def test_ivf_search_probing_every_cell_at_full_dimension_is_exact():
     sims, rows = small.search(d[:2], k=6)  # fewer rows than k: the rest is -1 / -inf, no repeats
     assert rows[:, 0].tolist() == [0, 1] and (rows[:, 4:] == -1).all() and np.isneginf(sims[:, 4:]).all()
     assert sorted(rows[0, :4].tolist()) == [0, 1, 2, 3]
+
+
+def test_ivf_scan_keeps_each_query_rows_best_integer_scores_of_its_cells():
+    from visual.index import _ivf_scan
+
+    rng = np.random.default_rng(30)
+    codes = rng.integers(-127, 128, (300, 16)).astype(np.int8)
+    start = np.array([0, 40, 40, 170, 300])  # four cells, one of them empty
+    qcodes = rng.integers(-32767, 32768, (3, 16)).astype(np.int16)
+    probes = {0: [0, 2], 1: [1], 2: [3, 0, 2]}  # query row 1 probes only the empty cell
+    pairs = sorted((c, r) for r, cells in probes.items() for c in cells)
+    size = 50
+    heap_s, heap_r, count = np.zeros((3, size), np.int32), np.zeros((3, size), np.int64), np.zeros(3, np.int64)
+    _ivf_scan(qcodes, codes, start, np.array([c for c, _ in pairs]), np.array([r for _, r in pairs]),
+              heap_s, heap_r, count)
+    full = qcodes.astype(np.int64) @ codes.T.astype(np.int64)
+    assert count.tolist() == [50, 0, 50]
+    for r, cells in probes.items():
+        seen = np.concatenate([np.arange(start[c], start[c + 1]) for c in cells])
+        if seen.size == 0:
+            continue
+        best = np.sort(full[r, seen])[::-1][:size]
+        np.testing.assert_array_equal(np.sort(heap_s[r])[::-1], best)  # the scores, exactly
+        assert set(heap_r[r]) <= set(seen.tolist()) and len(set(heap_r[r])) == size
+        np.testing.assert_array_equal(heap_s[r], full[r, heap_r[r]])  # each score is its row's
+        assert all(heap_s[r, (i - 1) // 2] <= heap_s[r, i] for i in range(1, size))  # a min-heap
 
 
 def test_ivf_search_finds_planted_copies_in_the_probed_cells():

@@ -65,3 +65,45 @@ def test_a_matcher_on_a_device_searches_there_with_the_same_hits(setup, monkeypa
         np.testing.assert_array_equal(got[k].ref_t, want[k].ref_t)
         np.testing.assert_array_equal(got[k].query_t, want[k].query_t)
         np.testing.assert_allclose(got[k].score, want[k].score, atol=1e-5)
+
+
+def split(qd, n_parts):
+    """``qd`` as ``n_parts`` batches in frame order, as describe_batches would give them."""
+    from visual.matcher import QueryDescriptors
+
+    edges = np.linspace(0, qd.times_s.size, n_parts + 1).astype(int)
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        k = (qd.frame >= a) & (qd.frame < b)
+        out.append(QueryDescriptors(qd.times_s[a:b], qd.frame[k], qd.desc[k], qd.bias[k], qd.span_s))
+    return out
+
+
+def test_batches_are_searched_together_up_to_search_rows(setup, monkeypatch):
+    import visual.matcher as vm
+
+    m, query, shards = setup
+    qd = m.describe_query(query)
+    parts = split(qd, 4)
+    sizes = [len(p.desc) for p in parts]
+    assert min(sizes) > 0
+    calls = []
+    search = VisualIndex.search
+    monkeypatch.setattr(VisualIndex, "search", lambda ix, desc, k, method=None: (calls.append(len(desc)),
+                                                                                  search(ix, desc, k, method))[1])
+    limit = sizes[0] + sizes[1]
+    monkeypatch.setattr(vm, "SEARCH_ROWS", limit)
+    got = m.search_many(parts, shards[:1])[0]
+    # a batch joins the waiting ones unless the search would then pass the limit
+    expected, waiting = [], 0
+    for n in sizes:
+        if waiting and waiting + n > limit:
+            expected, waiting = expected + [waiting], 0
+        waiting += n
+    assert calls == expected + [waiting] and calls[0] == limit and len(calls) < len(sizes)
+    calls.clear()
+    monkeypatch.setattr(vm, "SEARCH_ROWS", 1)  # every batch on its own
+    alone = m.search_many(parts, shards[:1])[0]
+    assert calls == sizes
+    same_hits(got, alone)
+    same_hits(got, m.search(qd, shards[0]))
