@@ -40,7 +40,7 @@ def _compile(fn: Callable) -> Callable:
     except ImportError:
         from .errors import FingerprintError
 
-        raise FingerprintError("numba is not installed; the voting needs it: pip install numba "
+        raise FingerprintError("numba is not installed; the voting and the ivf search need it: pip install numba "
                                "(make test and make demo install it)") from None
 
     try:
