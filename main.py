@@ -56,17 +56,9 @@ def generate_matches(query_video_ids) -> pd.DataFrame:
     from fusion import Calibration, warm_up
 
     t_process = time.monotonic()
-    lib = Library.open(ASSETS_DIRECTORY / "index")
-    if lib.visual is not None:
-        # the search's one-off set-up, before the first query's clock starts; on the GPU the
-        # descriptors run on (if any), the rows are copied there
-        try:
-            device = lib.visual_matcher().descriptor.device
-        except Exception:  # noqa: BLE001 - the model fails again in each query, which is then skipped
-            device = None
-        lib.visual.prepare(device=device)
-    if lib.audio is not None:
-        lib.audio.prepare()  # its bucket directory: seconds for a large index, not the first query's
+    # the searches' one-off set-up, before the first query's clock starts (on the GPU the
+    # descriptors run on, if any, the visual rows are copied there)
+    lib = Library.open(ASSETS_DIRECTORY / "index").prepare_search()
     warm_up()  # the voting kernels: compiled once (~2.5 s), then loaded from numba's cache (~0.6 s)
     cal_path = ASSETS_DIRECTORY / "calibration.npz"
     matcher = QueryMatcher(lib, calibration=Calibration.load(cal_path if cal_path.is_file() else None))

@@ -158,7 +158,7 @@ def _cmd_index(args) -> int:
 
 
 def _cmd_match(args) -> int:
-    from .pipeline import Library, QueryMatcher, list_media, write_matches
+    from .pipeline import MODALITIES, Library, QueryMatcher, list_media, write_matches
 
     files = list_media(args.queries)
     if not files:
@@ -167,6 +167,9 @@ def _cmd_match(args) -> int:
     from fusion import warm_up
 
     warm_up()  # the voting kernels, before the progress bar: a missing numba stops here, in one line
+    if args.workers <= 1 and not args.dask_scheduler and not args.dask_local:
+        for lib in matcher.libs:  # so that the first query does not pay for it (workers make their own)
+            lib.prepare_search(MODALITIES if args.modality == "both" else [args.modality])
     if args.min_score is not None:
         from dataclasses import replace
 

@@ -145,6 +145,29 @@ def test_audio_beside_visual_gives_the_sequential_result(tmp_path):
     assert abs(audio_segs[0].ref_start - audio_segs[0].query_start) < 0.1
 
 
+def test_prepare_search_makes_the_searches_state_of_the_modalities_asked(tmp_path):
+    import numpy as np
+
+    from audio.landmarks import Landmarks
+
+    lib = Library.create(tmp_path / "ix")
+    rng = np.random.default_rng(1)
+    n = 500
+    lm = Landmarks(t_s=np.sort(rng.uniform(0, 30, n)).astype(np.float32),
+                   f1=rng.uniform(0, 200, n).astype(np.float32), f2=rng.uniform(0, 200, n).astype(np.float32),
+                   f3=rng.uniform(0, 200, n).astype(np.float32), dt2=rng.integers(2, 20, n).astype(np.int32),
+                   dt3=rng.integers(20, 40, n).astype(np.int32), hop_s=0.016, duration_s=30.0)
+    lib.audio.add("R1", lm)
+    lib.visual.add("R1", np.arange(30, dtype=np.float32), rng.normal(size=(30, 512)).astype(np.float32))
+    lib.save()
+    lib = Library.open(tmp_path / "ix")
+    assert lib.audio._dir is None and lib.visual._f32 is None
+    assert lib.prepare_search(["audio"]) is lib
+    assert lib.audio._dir is not None and lib.visual._f32 is None  # visual not asked for
+    lib.prepare_search()
+    assert lib.visual._f32 is not None and lib.visual._f32.shape == (30, 512)
+
+
 def test_batch_probes_the_next_file_ahead_and_reports_bad_files_as_before(tmp_path, monkeypatch):
     """match_files probes file i+1 while file i is matched: each good file is probed once, before
     the previous query is finished, and gives what match_file gives; a bad file is probed again in
