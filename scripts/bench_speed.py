@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fingerprint.benchmark import make_benchmark  # noqa: E402
 from fingerprint.media import iter_frames, load_audio, probe  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, video_id  # noqa: E402
+from fusion import warm_up  # noqa: E402
 
 STAGES = [
     ("probe", "probe (ffprobe: streams, sizes, start times)"),
@@ -397,6 +398,7 @@ def run(a) -> dict:
             "audio": (lib.audio._hash.nbytes + lib.audio._ref.nbytes + lib.audio._t.nbytes) / hours,
             "visual": (lib.visual._desc.nbytes + lib.visual._ref.nbytes + lib.visual._t.nbytes) / hours}
         QueryMatcher(lib).match_file(queries[0])  # load the models, warm caches
+        warm_up()  # the compiled voting, as main.py does before its clock (the query above may not vote)
         clock = Clock()
         print(f"timing the stages on {len(queries)} queries ...", flush=True)
         q_s = stage_times(lib, queries, clock)
@@ -624,6 +626,7 @@ def main():
     res = json.loads(Path(a.from_json).read_text()) if a.from_json else run(a)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
+        Path(a.json + ".partial").unlink(missing_ok=True)  # the run was not cut short
     runs = [res] + [json.loads(Path(p).read_text()) for p in a.others]
     text = markdown(runs)
     print(text)

@@ -388,14 +388,13 @@ class VisualIndex:
         qcodes = np.rint(qs / top * 32767).astype(np.int16)
         flat = near.ravel()
         by = np.argsort(flat, kind="stable")  # cell by cell, the query rows that probe it
-        heap_s = np.zeros((m, size), np.int32)
-        heap_r = np.zeros((m, size), np.int64)
-        count = np.zeros(m, np.int64)
+        heap_s = np.full((m, size), np.iinfo(np.int32).min, np.int32)  # below any score
+        heap_r = np.full((m, size), -1, np.int64)
         _ivf_scan(qcodes, codes, start, flat[by].astype(np.int64), (by // near.shape[1]).astype(np.int64),
-                  heap_s, heap_r, count)
+                  heap_s, heap_r)
         rows_of = order[heap_r]
         exact = np.einsum("mld,md->ml", self._desc[rows_of.ravel()].astype(np.float32).reshape(m, size, -1), q)
-        exact[np.arange(size) >= count[:, None]] = -np.inf  # empty places (fewer rows than `size`)
+        exact[heap_r < 0] = -np.inf  # empty places (fewer rows than `size` in the probed cells)
         best = _best_first(exact, rows_of, k)
         sims = np.full((m, k), -np.inf, np.float32)
         rows = np.full((m, k), -1, np.int64)
@@ -511,12 +510,12 @@ def _spherical_kmeans(x: np.ndarray, c: int, iters: int, sample: int) -> np.ndar
 
 
 @njit
-def _ivf_scan(qcodes, codes, start, pair_cell, pair_row, heap_s, heap_r, count):
-    """Fills, per query row ``r``, a min-heap ``heap_s[r], heap_r[r]`` (its ``count[r]`` best
-    integer scores so far, and their positions in ``codes``) with the rows of the cells it
-    probes. The (cell, query row) pairs come sorted by cell, so each cell's rows are read once
-    for every query row that probes it. Scores are ``qcodes[r] . codes[i]`` in int32 (at most
-    32767 x 127 x 128 < 2**31)."""
+def _ivf_scan(qcodes, codes, start, pair_cell, pair_row, heap_s, heap_r):
+    """Keeps, per query row ``r``, a min-heap ``heap_s[r], heap_r[r]`` of its best integer scores
+    so far and their positions in ``codes``, over the rows of the cells it probes; the heaps come
+    filled with places no score can lose to (``heap_r`` -1). The (cell, query row) pairs come
+    sorted by cell, so each cell's rows are read once for every query row that probes it. Scores
+    are ``qcodes[r] . codes[i]`` in int32 (at most 32767 x 127 x 128 < 2**31)."""
     size = heap_s.shape[1]
     d = codes.shape[1]
     n_pairs = pair_cell.size
@@ -532,34 +531,22 @@ def _ivf_scan(qcodes, codes, start, pair_cell, pair_row, heap_s, heap_r, count):
                 acc = np.int32(0)
                 for t in range(d):  # int32 arithmetic throughout, so that it vectorizes
                     acc = np.int32(acc + np.int32(qcodes[r, t]) * np.int32(codes[i, t]))
-                c = count[r]
-                if c < size:  # filling: sift the new entry up
-                    pos = c
-                    while pos > 0:
-                        up = (pos - 1) >> 1
-                        if heap_s[r, up] <= acc:
-                            break
-                        heap_s[r, pos] = heap_s[r, up]
-                        heap_r[r, pos] = heap_r[r, up]
-                        pos = up
-                    heap_s[r, pos] = acc
-                    heap_r[r, pos] = i
-                    count[r] = c + 1
-                elif acc > heap_s[r, 0]:  # better than the worst kept: it replaces it, sifted down
-                    pos = 0
-                    while True:
-                        child = 2 * pos + 1
-                        if child >= size:
-                            break
-                        if child + 1 < size and heap_s[r, child + 1] < heap_s[r, child]:
-                            child += 1
-                        if heap_s[r, child] >= acc:
-                            break
-                        heap_s[r, pos] = heap_s[r, child]
-                        heap_r[r, pos] = heap_r[r, child]
-                        pos = child
-                    heap_s[r, pos] = acc
-                    heap_r[r, pos] = i
+                if acc <= heap_s[r, 0]:
+                    continue
+                pos = 0  # it replaces the worst kept, and sinks to its place
+                while True:
+                    child = 2 * pos + 1
+                    if child >= size:
+                        break
+                    if child + 1 < size and heap_s[r, child + 1] < heap_s[r, child]:
+                        child += 1
+                    if heap_s[r, child] >= acc:
+                        break
+                    heap_s[r, pos] = heap_s[r, child]
+                    heap_r[r, pos] = heap_r[r, child]
+                    pos = child
+                heap_s[r, pos] = acc
+                heap_r[r, pos] = i
         a = b
 
 

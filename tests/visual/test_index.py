@@ -107,14 +107,15 @@ def test_ivf_scan_keeps_each_query_rows_best_integer_scores_of_its_cells():
     probes = {0: [0, 2], 1: [1], 2: [3, 0, 2]}  # query row 1 probes only the empty cell
     pairs = sorted((c, r) for r, cells in probes.items() for c in cells)
     size = 50
-    heap_s, heap_r, count = np.zeros((3, size), np.int32), np.zeros((3, size), np.int64), np.zeros(3, np.int64)
+    heap_s, heap_r = np.full((3, size), np.iinfo(np.int32).min, np.int32), np.full((3, size), -1)
     _ivf_scan(qcodes, codes, start, np.array([c for c, _ in pairs]), np.array([r for _, r in pairs]),
-              heap_s, heap_r, count)
+              heap_s, heap_r)
     full = qcodes.astype(np.int64) @ codes.T.astype(np.int64)
-    assert count.tolist() == [50, 0, 50]
+    assert (heap_r >= 0).sum(axis=1).tolist() == [50, 0, 50]
     for r, cells in probes.items():
         seen = np.concatenate([np.arange(start[c], start[c + 1]) for c in cells])
         if seen.size == 0:
+            assert (heap_s[r] == np.iinfo(np.int32).min).all()
             continue
         best = np.sort(full[r, seen])[::-1][:size]
         np.testing.assert_array_equal(np.sort(heap_s[r])[::-1], best)  # the scores, exactly
