@@ -86,6 +86,27 @@ def test_match_writes_full_matches_and_evaluate_scores_them(capsys, library):
     assert rc == 0 and out.startswith("µAP (VSC matching, segment micro-AP): ")
 
 
+def test_match_prepares_the_searches_before_the_first_query(capsys, library, tmp_path, monkeypatch):
+    from fingerprint.pipeline import QueryMatcher
+
+    d, _ = library
+    if not (d / "index" / MANIFEST).exists():
+        pytest.skip("needs test_index_skips_bad_files_and_extends")
+    calls = []
+    prepare, match_files = Library.prepare_search, QueryMatcher.match_files
+    monkeypatch.setattr(Library, "prepare_search", lambda lib, modalities=("audio", "visual"): (
+        calls.append(("prepare", tuple(modalities), lib.audio._dir is None)), prepare(lib, modalities))[1])
+    monkeypatch.setattr(QueryMatcher, "match_files", lambda m, *a, **k: (
+        calls.append(("match", m.lib.audio._dir is not None)), match_files(m, *a, **k))[1])
+    for modality, expect in (("both", ("audio", "visual")), ("audio", ("audio",))):
+        calls.clear()
+        rc, out, err = run_main(capsys, "match", d / "queries", "-i", d / "index", "-o", tmp_path / "m.csv",
+                                "--modality", modality)
+        assert rc == 0, err
+        # each index's search is ready before the queries start (the bucket directory made there)
+        assert calls == [("prepare", expect, True), ("match", True)]
+
+
 def test_match_audio_only_against_missing_index(capsys, library, tmp_path):
     d, _ = library
     rc, out, err = run_main(capsys, "match", d / "queries", "-i", tmp_path / "nothing", "-o", tmp_path / "x.csv")
