@@ -15,7 +15,7 @@ import numpy as np
 from fingerprint.media import iter_frames, load_frames, prefetch, probe
 from fingerprint.types import Frames, Hits, MediaInfo
 
-from .index import QUERY_CHUNK, VisualIndex
+from .index import VisualIndex
 from .model import Descriptor
 from .params import VisualParams
 from .views import detect_views, layout_views
@@ -25,9 +25,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "model_assets"
 #: Frames decoded and described at a time (a multiple of ``view_window_frames``): 96 frames of
 #: 320x240 RGB are 22 MB, whatever the video's length.
 STREAM_BATCH = 96
-#: Query rows (descriptors) searched at a time: batches are gathered up to this many (the index's
-#: QUERY_CHUNK), as an inverted-file search costs about as much for 100 rows as for 256.
-SEARCH_ROWS = QUERY_CHUNK
 
 
 def _work_size(info: MediaInfo, width: int) -> Optional[Tuple[int, int]]:
@@ -160,45 +157,29 @@ class VisualMatcher:
     def search_many(self, batches: Iterable[QueryDescriptors], indexes: Sequence[VisualIndex]) -> List[Dict[str, Hits]]:
         """Per-reference hits of a query in each of ``indexes`` (shards), from its descriptors
         given batch by batch in frame order (:meth:`describe_batches`, or one
-        :class:`QueryDescriptors` in a list). Batches are gathered up to ``SEARCH_ROWS`` descriptors,
-        searched in every index and then dropped, so memory holds candidate matches and at most
-        one search's descriptors (~0.5 MB), not the query's. Each query frame keeps its
+        :class:`QueryDescriptors` in a list). Each batch is searched in every index and then
+        dropped, so memory holds candidate matches, not descriptors. Each query frame keeps its
         ``top_k`` reference frames per view, similarity normalized by the noise set; per
         (query frame, reference frame), the best view counts; hits above ``sim_floor`` stay."""
         p = self.params
         found = [[] for _ in indexes]
         times, span_s = [], 1.0 / p.query_fps
-        pending: List[QueryDescriptors] = []
-
-        def flush():
-            frame = np.concatenate([qd.frame for qd in pending])
-            desc = np.concatenate([qd.desc for qd in pending])
-            bias = np.concatenate([qd.bias for qd in pending])
-            pending.clear()
-            for cands, index in zip(found, indexes):
-                if len(index) == 0:
-                    continue
-                if self.descriptor.device != "cpu":  # the GPU that describes the query searches too
-                    index.use_device(self.descriptor.device)
-                s, r = index.search(desc, p.top_k)
-                fi = np.repeat(frame, s.shape[1])
-                sims = (s - bias[:, None]).ravel()
-                rows = r.ravel()
-                ok = rows >= 0
-                cands.append((fi[ok], sims[ok], rows[ok]))
-
         for qd in batches:
             times.append(qd.times_s)
             span_s = qd.span_s
             if len(qd.desc) == 0:
                 continue
-            # An inverted-file search reads nearly every cell of the index for 100 query rows as
-            # for 256 (their probes cover it), so batches are searched together, up to SEARCH_ROWS.
-            if pending and sum(len(x.desc) for x in pending) + len(qd.desc) > SEARCH_ROWS:
-                flush()
-            pending.append(qd)
-        if pending:
-            flush()
+            for cands, index in zip(found, indexes):
+                if len(index) == 0:
+                    continue
+                if self.descriptor.device != "cpu":  # the GPU that describes the query searches too
+                    index.use_device(self.descriptor.device)
+                s, r = index.search(qd.desc, p.top_k)
+                fi = np.repeat(qd.frame, s.shape[1])
+                sims = (s - qd.bias[:, None]).ravel()
+                rows = r.ravel()
+                ok = rows >= 0
+                cands.append((fi[ok], sims[ok], rows[ok]))
         times_s = np.concatenate(times) if times else np.zeros(0)
         out = []
         for cands, index in zip(found, indexes):
