@@ -13,7 +13,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What ``ffprobe`` says about a file. ``fps``/``width``/``height`` are 0 without video."""
+    """What ``ffprobe`` (or PyAV) says about a file. ``fps``/``width``/``height`` are 0 without video."""
 
     path: str
     duration_s: float
@@ -31,6 +31,9 @@ class MediaInfo:
     #: Stream durations the container declares (seconds; 0 when it says nothing).
     video_duration_s: float = 0.0
     audio_duration_s: float = 0.0
+    #: Which decoder read the facts, and decodes the file: "pyav" (in-process) or "ffmpeg"
+    #: (ffprobe, an ffmpeg process for audio, decord for frames).
+    decoder: str = "ffmpeg"
 
 
 @dataclass

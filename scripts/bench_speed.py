@@ -8,8 +8,10 @@
 Per query minute, for the first ``--queries`` queries of the benchmark (seed 2 of
 scripts/bench_matching.py, made if missing), each stage is timed on its own, in this order:
 
-- decode floor: decord/ffmpeg decoding what the pipeline decodes (frames at 2 fps, 320 px wide;
-  audio at 8 kHz) and nothing else; the frames and audio are kept for the next stages;
+- decode floor: the pipeline's decoder (PyAV in-process; ffprobe, ffmpeg and decord without it)
+  decoding what the pipeline decodes (frames at 2 fps, 320 px wide; audio at 8 kHz) and nothing
+  else; the frames and audio are kept for the next stages. For comparison, probe + decode with
+  ffprobe, ffmpeg and decord (``FINGERPRINT_DECODER=ffmpeg``, the decoder before PyAV);
 - audio landmarks, audio index search + voting, visual views + descriptors, visual index
   search + voting, fusion + calibration, each on the previous stage's output;
 - the whole query pipeline (``QueryMatcher.match_file``: probe, decode, everything; decoding
@@ -41,15 +43,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fingerprint.benchmark import make_benchmark  # noqa: E402
-from fingerprint.media import iter_frames, load_audio, probe  # noqa: E402
+from fingerprint.media import DECODER_ENV, iter_frames, load_audio, probe  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, video_id  # noqa: E402
 from fusion import warm_up  # noqa: E402
 
 STAGES = [
-    ("probe", "probe (ffprobe: streams, sizes, start times)"),
+    ("probe", "probe (streams, sizes, start times)"),
     ("floor", "decode floor (frames at 2 fps + audio at 8 kHz, nothing else)"),
     ("floor_frames", "  of which frames"),
     ("floor_audio", "  of which audio"),
+    ("floor_ffmpeg", "  probe + decode with ffprobe, ffmpeg and decord (the decoder before PyAV)"),
     ("audio_landmarks", "audio landmarks"),
     ("audio_search", "audio index search + voting"),
     ("visual_describe", "visual views + descriptors"),
@@ -82,6 +85,23 @@ def machine(device: str) -> str:
     return desc
 
 
+def _decode_with_ffmpeg(q, vparams, sr_hz: int) -> None:
+    """Probe and decode ``q`` as the floor does, with ffprobe, ffmpeg and decord."""
+    from visual.matcher import _work_size
+
+    old = os.environ.get(DECODER_ENV)
+    os.environ[DECODER_ENV] = "ffmpeg"
+    try:
+        info = probe(q)
+        list(iter_frames(q, vparams.query_fps, _work_size(info, vparams.work_width_px), batch=96, info=info))
+        load_audio(q, sr_hz, info)
+    finally:
+        if old is None:
+            del os.environ[DECODER_ENV]
+        else:
+            os.environ[DECODER_ENV] = old
+
+
 def stage_times(lib: Library, queries, clock: Clock) -> float:
     """Time every stage of every query into ``clock``; returns the query seconds."""
     from audio import extract_landmarks
@@ -99,6 +119,8 @@ def stage_times(lib: Library, queries, clock: Clock) -> float:
                                                                 _work_size(info, vm.params.work_width_px),
                                                                 batch=96, info=info)))
         sig = clock("floor_audio", load_audio, q, ap.sr_hz, info)
+        if info.decoder != "ffmpeg":
+            clock("floor_ffmpeg", _decode_with_ffmpeg, q, vm.params, ap.sr_hz)
         per_ref = {}
         if len(sig.samples):
             lm = clock("audio_landmarks", extract_landmarks, sig, ap)
@@ -383,6 +405,7 @@ def run(a) -> dict:
     from audio.index import INDEX_VERSION
 
     res = {"machine": machine(device), "device": device, "model": a.visual_model, "benchmark": str(d),
+           "decoder": probe(refs[0]).decoder,
            "audio_index_version": INDEX_VERSION,
            "refs": len(refs), "ref_s": ref_s, "queries": len(queries)}
     with tempfile.TemporaryDirectory() as tmp:

@@ -96,6 +96,18 @@ def assert_one_line_naming(err: MediaError, path: Path) -> None:
 # fixtures (module scope: each clip is encoded once)
 # ---------------------------------------------------------------------------------------------
 
+HAS_PYAV = media._pyav() is not None
+
+
+@pytest.fixture(autouse=True, params=["pyav", "ffmpeg"])
+def decoder(request, monkeypatch):
+    """Every test of this module runs with each decoder: PyAV in-process, and ffprobe/ffmpeg/decord."""
+    if request.param == "pyav" and not HAS_PYAV:
+        pytest.skip("PyAV not installed")
+    monkeypatch.setenv(media.DECODER_ENV, request.param)
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def media_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("media")
@@ -316,6 +328,16 @@ def test_audio_only_file_has_no_frames(audio_m4a):
     fr = media.load_frames(audio_m4a, fps=2.0, size=(32, 24))
     assert fr.frames.shape == (0, 24, 32, 3)
     assert fr.times_s.size == 0
+
+
+def test_probe_says_which_decoder_reads_the_file(av_mp4, decoder):
+    assert media.probe(av_mp4).decoder == decoder
+
+
+def test_unknown_decoder_setting_is_a_one_line_error(av_mp4, monkeypatch):
+    monkeypatch.setenv(media.DECODER_ENV, "gstreamer")
+    with pytest.raises(MediaError, match="auto, pyav or ffmpeg"):
+        media.probe(av_mp4)
 
 
 def test_iter_frames_rejects_bad_fps(colour_clip):
