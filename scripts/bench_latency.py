@@ -1,7 +1,8 @@
 """End-to-end query latency against indexes of growing size (issue P7's latency target).
 
     python scripts/bench_latency.py [--hours 1 100 1000] [--search auto ivf] [--seconds 120] [--passes 3]
-                                    [--work bench_data --seed 2] [--json out.json] [--out table.md]
+                                    [--decoders auto ffmpeg] [--work bench_data --seed 2]
+                                    [--json out.json] [--out table.md]
 
 ``scripts/bench_speed.py`` times the search and the voting of one 60 s query on their own and adds
 them to the pipeline's own cost. This script times what a user waits for instead:
@@ -20,6 +21,7 @@ reference). 1,000 h needs ~12 GB of memory and ~6 minutes on 2 cores.
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_speed import _synthetic_audio, _synthetic_visual  # noqa: E402
 from visual_recall import benchmark_library  # noqa: E402
 
-from fingerprint.media import probe  # noqa: E402
+from fingerprint.media import DECODER_ENV, probe  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, video_id  # noqa: E402
 from fusion import warm_up  # noqa: E402
 
@@ -54,7 +56,7 @@ def no_copy_queries(d: Path, seconds: float):
     return out
 
 
-def measure(d: Path, hours_list, modes, queries, rng, n_passes: int = 3) -> list:
+def measure(d: Path, hours_list, modes, queries, rng, n_passes: int = 3, decoders=("auto",)) -> list:
     base = Library.open(d / "index")
     total_s = sum(info.duration_s for _, info in queries)
     rows = []
@@ -73,33 +75,40 @@ def measure(d: Path, hours_list, modes, queries, rng, n_passes: int = 3) -> list
             warm_up()  # the voting kernels, as main.py does
             audio_setup = time.perf_counter() - t0
             matcher = QueryMatcher(lib)
-            matcher.match_file(queries[0][0], info=queries[0][1])  # warm-up: the model and its noise set
-            passes = []
-            for _ in range(n_passes):
-                t0 = time.perf_counter()
-                n_rows = sum(len(matcher.match_file(q, info=info)) for q, info in queries)
-                passes.append(time.perf_counter() - t0)
-            row = {"hours": hours, "search": mode, "visual_method": lib.visual._default_method(),
-                   "s_per_query_minute": min(passes) / total_s * 60, "passes_s": passes,
-                   "visual_setup_s": setup, "audio_setup_s": audio_setup, "rows": n_rows, "query_s": total_s}
-            rows.append(row)
-            print(f"  {hours:g} h, --visual-search {mode} ({row['visual_method']}): "
-                  f"{row['s_per_query_minute']:.2f} s per query minute (passes "
-                  f"{', '.join(f'{p:.2f}' for p in passes)} s), set-up {setup:.1f} s visual, "
-                  f"{audio_setup:.1f} s audio, {n_rows} rows", flush=True)
+            for decoder in decoders:
+                os.environ[DECODER_ENV] = decoder
+                qs = [(q, probe(q)) for q, _ in queries]  # the probe says which decoder reads each file
+                matcher.match_file(qs[0][0], info=qs[0][1])  # warm-up: the model and its noise set
+                passes = []
+                for _ in range(n_passes):
+                    t0 = time.perf_counter()
+                    n_rows = sum(len(matcher.match_file(q, info=info)) for q, info in qs)
+                    passes.append(time.perf_counter() - t0)
+                row = {"hours": hours, "search": mode, "visual_method": lib.visual._default_method(),
+                       "decoder": qs[0][1].decoder,
+                       "s_per_query_minute": min(passes) / total_s * 60, "passes_s": passes,
+                       "visual_setup_s": setup, "audio_setup_s": audio_setup, "rows": n_rows, "query_s": total_s}
+                rows.append(row)
+                print(f"  {hours:g} h, --visual-search {mode} ({row['visual_method']}), decoder {row['decoder']}: "
+                      f"{row['s_per_query_minute']:.2f} s per query minute (passes "
+                      f"{', '.join(f'{p:.2f}' for p in passes)} s), set-up {setup:.1f} s visual, "
+                      f"{audio_setup:.1f} s audio, {n_rows} rows", flush=True)
             lib.visual._proj = lib.visual._ivf = lib.visual._f32 = None  # memory for the next mode
         del lib
     return rows
 
 
 def markdown(rows) -> str:
-    first = {r["search"]: r["s_per_query_minute"] for r in rows if r["hours"] == rows[0]["hours"]}
-    lines = ["| reference hours | visual search | whole query, per query minute | against the smallest index "
-             "| visual set-up (once) | chance rows |", "|---|---|---|---|---|---|"]
+    def key(r):
+        return r["search"], r.get("decoder", "")
+
+    first = {key(r): r["s_per_query_minute"] for r in rows if r["hours"] == rows[0]["hours"]}
+    lines = ["| reference hours | visual search | decoder | whole query, per query minute | against the smallest "
+             "index | visual set-up (once) | chance rows |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['hours']:g} | {r['search']} ({r['visual_method']}) | {r['s_per_query_minute']:.2f} s | "
-                     f"{r['s_per_query_minute'] / first[r['search']]:.2f}x | {r['visual_setup_s']:.1f} s | "
-                     f"{r['rows']} |")
+        lines.append(f"| {r['hours']:g} | {r['search']} ({r['visual_method']}) | {r.get('decoder', '-')} | "
+                     f"{r['s_per_query_minute']:.2f} s | {r['s_per_query_minute'] / first[key(r)]:.2f}x | "
+                     f"{r['visual_setup_s']:.1f} s | {r['rows']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,13 +122,15 @@ def main():
     ap.add_argument("--passes", type=int, default=3,
                     help="timed passes over the queries per size and mode; the fastest is kept (passes of one "
                          "run differ by up to ~25%% on a shared 2-core machine)")
+    ap.add_argument("--decoders", nargs="+", default=["auto"], choices=["auto", "pyav", "ffmpeg"],
+                    help="media decoders to time (FINGERPRINT_DECODER), each on the same indexes")
     ap.add_argument("--json", default=None)
     ap.add_argument("--out", default=None, help="markdown table to write")
     a = ap.parse_args()
     d, _ = benchmark_library(Path(a.work), a.seed)
     queries = no_copy_queries(d, a.seconds)
     print(f"{len(queries)} queries without a copy, {sum(i.duration_s for _, i in queries):.0f} s", flush=True)
-    rows = measure(d, a.hours, a.search, queries, np.random.default_rng(0), a.passes)
+    rows = measure(d, a.hours, a.search, queries, np.random.default_rng(0), a.passes, a.decoders)
     text = markdown(rows)
     print(text)
     if a.json:
