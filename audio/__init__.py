@@ -8,7 +8,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from fingerprint.media import iter_audio, probe
+from fingerprint.media import iter_audio, prefetch, probe
 from fingerprint.types import AudioSignal, MediaInfo
 
 from .index import AudioIndex
@@ -51,7 +51,9 @@ def fingerprint_file(path: Union[str, Path], params: AudioParams = AudioParams()
         sel = (lm.t_s >= keep_from) & (lm.t_s < keep_to)
         parts.append(lm.select(sel))
 
-    for block in iter_audio(path, sr, info=info):
+    # decoding runs ahead in a thread: with PyAV it is in this process, and would otherwise wait
+    # for each piece's landmarks (an ffmpeg process used to decode beside them)
+    for block in prefetch(iter_audio(path, sr, info=info), depth=1):
         if buf_start is None:
             buf_start = c0 = block.start_s
         buf.append(block.samples)

@@ -157,7 +157,8 @@ def probe(path: PathLike) -> MediaInfo:
 
     Raises
     ------
-    MediaError if the file is missing, empty, or not something ffprobe can read.
+    MediaError if the file is missing, empty, or not something ffprobe can read (a file PyAV
+    cannot read fully is asked of ffprobe, whose reason the error gives).
     """
     fpath = _check_file(path)
     av = _pyav()
@@ -223,8 +224,9 @@ def probe_ahead(paths: Sequence[PathLike]) -> Iterator[Tuple[PathLike, Optional[
     """Each of ``paths`` with its :func:`probe`, the next file being probed in a thread while the
     caller works on this one: an ``ffprobe`` process mostly waits on its own start-up (~75 ms of
     ~85 ms with Debian's shared-library ffmpeg), which would otherwise leave the cores idle between
-    files. A file whose probe failed comes with None: the caller probes it again in its turn and
-    meets the error where it would have without the look-ahead.
+    files (PyAV's probe takes 5-10 ms; the look-ahead then matters little). A file whose probe
+    failed comes with None: the caller probes it again in its turn and meets the error where it
+    would have without the look-ahead.
 
     >>> for path, info in probe_ahead(files):      # doctest: +SKIP
     ...     match(path, info=info)
@@ -304,12 +306,6 @@ def _decoded(av, container, stream, path, what: str) -> Iterator:
         raise MediaError(path, f"cannot decode {what} ({_av_reason(last)})")
 
 
-def _then_none(items: Iterator) -> Iterator:
-    """``items``, then None (the resampler's flush)."""
-    yield from items
-    yield None
-
-
 def _iter_audio_pyav(av, path: PathLike, sr_hz: int, block_s: float, start_s: float) -> Iterator[AudioSignal]:
     block = max(int(block_s * sr_hz), 1)
     n_done = 0
@@ -320,26 +316,54 @@ def _iter_audio_pyav(av, path: PathLike, sr_hz: int, block_s: float, start_s: fl
     try:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr_hz))
-        parts, held = [], 0
-        frames = _decoded(av, container, stream, path, "audio")
-        for frame in _then_none(frames):
+        parts, held = [], 0       # resampled samples not handed on yet
+        pending, kind = [], None  # decoded samples not resampled yet, and their (format, layout, rate)
+
+        def resample(frame):
+            nonlocal held
             try:
                 outs = resampler.resample(frame)
-            except av.error.FFmpegError as exc:
+            except (av.error.FFmpegError, ValueError) as exc:
                 raise MediaError(path, f"cannot decode audio ({_av_reason(exc)})") from None
             for out in outs:
                 x = out.to_ndarray().reshape(-1)
                 parts.append(x)
                 held += x.size
-            while held >= block:
+
+        def resample_pending():
+            # One resampler call per second of audio, not per codec frame (~1,000 samples): the
+            # per-call cost was half of decoding; the samples are the same (a test checks).
+            if pending:
+                frame = av.AudioFrame.from_ndarray(np.concatenate(pending, axis=1), format=kind[0], layout=kind[1])
+                frame.sample_rate = kind[2]
+                pending.clear()
+                resample(frame)
+
+        def hand_on(final: bool) -> Iterator[AudioSignal]:
+            nonlocal parts, held, n_done
+            while held >= block or (final and held):
                 buf = np.concatenate(parts)
-                yield AudioSignal(np.ascontiguousarray(buf[:block], dtype=np.float32), int(sr_hz),
+                k = min(block, buf.size)
+                yield AudioSignal(np.ascontiguousarray(buf[:k], dtype=np.float32), int(sr_hz),
                                   start_s + n_done / float(sr_hz))
-                n_done += block
-                parts, held = [buf[block:]], buf.size - block
-        if held:
-            yield AudioSignal(np.concatenate(parts).astype(np.float32, copy=False), int(sr_hz),
-                              start_s + n_done / float(sr_hz))
+                n_done += k
+                parts, held = [buf[k:]], buf.size - k
+
+        n_pending = 0
+        for frame in _decoded(av, container, stream, path, "audio"):
+            this = (frame.format.name, frame.layout.name, frame.sample_rate)
+            if this != kind:
+                resample_pending()
+                kind, n_pending = this, 0
+            pending.append(frame.to_ndarray())  # (channels, n) planar, (1, n * channels) packed
+            n_pending += frame.samples
+            if n_pending >= kind[2]:
+                resample_pending()
+                n_pending = 0
+                yield from hand_on(False)
+        resample_pending()
+        resample(None)  # what the resampler still holds
+        yield from hand_on(True)
     finally:
         container.close()
 
@@ -509,8 +533,11 @@ def iter_frames(path: PathLike, fps: float, size: Optional[Tuple[int, int]] = No
     """Decode RGB frames sampled at ``fps`` frames per second, resized to ``size=(width, height)``.
 
     Yields :class:`Frames` batches of at most ``batch`` frames, ``frames`` uint8 ``(n, h, w, 3)``
-    and ``times_s`` ``(n,)`` the exact presentation time of each decoded frame. Uses decord; when
-    decord cannot open the file, an ffmpeg pipe (``fps`` filter) does the same job. Yields nothing
+    and ``times_s`` ``(n,)`` the exact presentation time of each decoded frame. Sample ``k`` is
+    the frame shown at ``first + k / fps`` (the last one at or before it; with PyAV and
+    ``SKIP_NONREF``, the last decoded one), each frame at most once. Uses PyAV when ``info`` came
+    from it, else decord; when neither can open the file, or it is rotated, an ffmpeg pipe
+    (``fps`` filter, which applies the rotation) does the same job. Yields nothing
     for a file without video.
     """
     if fps <= 0:
@@ -557,7 +584,7 @@ def iter_frames(path: PathLike, fps: float, size: Optional[Tuple[int, int]] = No
 
 def prefetch(batches: Iterator, depth: int = 2) -> Iterator:
     """Run ``batches`` (e.g. :func:`iter_frames`) ahead in a thread, up to ``depth`` items, so
-    decoding overlaps with what the caller does with each item. decord and ffmpeg release the
+    decoding overlaps with what the caller does with each item. PyAV, decord and ffmpeg release the
     GIL while decoding, as onnxruntime and torch do while computing. Items come in the same
     order; an exception in the producer is raised in the caller, and a caller that stops early
     stops the producer (closing its ffmpeg pipe).

@@ -11,6 +11,7 @@ import pytest
 
 from fingerprint import media
 from fingerprint.synth import write_wav
+from fingerprint.types import AudioSignal
 from tests.fingerprint.test_media import (ffmpeg, make_audio_m4a, make_av_mp4, make_colour_clip,
                                           make_video_only_mp4, sine)
 
@@ -33,7 +34,11 @@ def clips(tmp_path_factory) -> dict:
     # that skipping the non-reference ones shows
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=128x96:r=30:d=6", "-c:v", "libx264", "-preset", "medium",
            "-pix_fmt", "yuv420p", bframes)
+    stereo = d / "stereo.m4a"  # 44.1 kHz stereo, 5 s: several of the resampler's 1 s pieces
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=c=pink:r=44100:d=5", "-f", "lavfi", "-i", "sine=f=660:r=44100:d=5",
+           "-filter_complex", "[0:a][1:a]join=inputs=2:channel_layout=stereo", "-c:a", "aac", stereo)
     return {"av_mp4": make_av_mp4(d / "av.mp4"), "video_only_mp4": make_video_only_mp4(d / "video.mp4"),
+            "stereo_m4a": stereo,
             "audio_m4a": make_audio_m4a(d / "tone.m4a"),
             "sine_wav": write_wav(d / "sine.wav", sine(1000.0, 2.0, 16000), 16000),
             "colour_clip": make_colour_clip(d / "colours.mp4"), "bframe_clip": bframes}
@@ -57,10 +62,15 @@ def test_pyav_probe_reads_the_display_rotation(clips, tmp_path, monkeypatch):
     assert (new.rotation_deg, new.width, new.height) == (old.rotation_deg, old.width, old.height) == (90, 240, 320)
 
 
-@pytest.mark.parametrize("clip", ["av_mp4", "audio_m4a", "sine_wav"])
-def test_pyav_audio_is_ffmpegs(clip, clips, monkeypatch):
+@pytest.mark.parametrize("clip", ["av_mp4", "audio_m4a", "sine_wav", "stereo_m4a"])
+@pytest.mark.parametrize("block_s", [media.AUDIO_BLOCK_S, 0.7])
+def test_pyav_audio_is_ffmpegs(clip, block_s, clips, monkeypatch):
     path = clips[clip]
-    old, new = _both(monkeypatch, lambda: media.load_audio(path, 8000))
+
+    def load():
+        blocks = list(media.iter_audio(path, 8000, block_s=block_s))
+        return AudioSignal(np.concatenate([b.samples for b in blocks]), 8000, blocks[0].start_s)
+    old, new = _both(monkeypatch, load)
     assert new.samples.shape == old.samples.shape and new.start_s == old.start_s
     np.testing.assert_allclose(new.samples, old.samples, atol=1e-5)
 
