@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -332,6 +333,17 @@ def test_audio_only_file_has_no_frames(audio_m4a):
 
 def test_probe_says_which_decoder_reads_the_file(av_mp4, decoder):
     assert media.probe(av_mp4).decoder == decoder
+
+
+def test_without_pyav_the_ffmpeg_decoder_reads_files(av_mp4, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    monkeypatch.setenv(media.DECODER_ENV, "auto")
+    info = media.probe(av_mp4)
+    assert info.decoder == "ffmpeg" and info.has_video and info.has_audio
+    assert len(media.load_frames(av_mp4, 2.0, info=info).times_s) == 4
+    monkeypatch.setenv(media.DECODER_ENV, "pyav")
+    with pytest.raises(MediaError, match="PyAV is not installed"):
+        media.probe(av_mp4)
 
 
 def test_unknown_decoder_setting_is_a_one_line_error(av_mp4, monkeypatch):
