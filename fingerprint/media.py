@@ -20,6 +20,7 @@ Example
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -91,6 +92,26 @@ def _pyav():
             raise MediaError(DECODER_ENV, "is pyav but PyAV is not installed (pip install av)") from None
         return None
     return av
+
+
+@contextlib.contextmanager
+def use_decoder(name: str) -> Iterator[None]:
+    """Within the block, decode with ``name`` (``auto``, ``pyav`` or ``ffmpeg``; see
+    ``DECODER_ENV``); the setting before it comes back afterwards. Files probed inside decode
+    that way wherever they are read later (:class:`MediaInfo` says which decoder).
+
+    >>> with use_decoder("ffmpeg"):          # doctest: +SKIP
+    ...     info = probe("clip.mp4")         # ffprobe, then ffmpeg and decord for this file
+    """
+    old = os.environ.get(DECODER_ENV)
+    os.environ[DECODER_ENV] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(DECODER_ENV, None)
+        else:
+            os.environ[DECODER_ENV] = old
 
 
 def _video_streams(av, container) -> list:

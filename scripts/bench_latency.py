@@ -21,7 +21,6 @@ reference). 1,000 h needs ~12 GB of memory and ~6 minutes on 2 cores.
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_speed import _synthetic_audio, _synthetic_visual  # noqa: E402
 from visual_recall import benchmark_library  # noqa: E402
 
-from fingerprint.media import DECODER_ENV, probe  # noqa: E402
+from fingerprint.media import probe, use_decoder  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, video_id  # noqa: E402
 from fusion import warm_up  # noqa: E402
 
@@ -76,8 +75,8 @@ def measure(d: Path, hours_list, modes, queries, rng, n_passes: int = 3, decoder
             audio_setup = time.perf_counter() - t0
             matcher = QueryMatcher(lib)
             for decoder in decoders:
-                os.environ[DECODER_ENV] = decoder
-                qs = [(q, probe(q)) for q, _ in queries]  # the probe says which decoder reads each file
+                with use_decoder(decoder):
+                    qs = [(q, probe(q)) for q, _ in queries]  # the probe says which decoder reads each file
                 matcher.match_file(qs[0][0], info=qs[0][1])  # warm-up: the model and its noise set
                 passes = []
                 for _ in range(n_passes):

@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fingerprint.benchmark import make_benchmark  # noqa: E402
-from fingerprint.media import DECODER_ENV, iter_frames, load_audio, probe  # noqa: E402
+from fingerprint.media import iter_frames, load_audio, probe, use_decoder  # noqa: E402
 from fingerprint.pipeline import Library, QueryMatcher, list_media, video_id  # noqa: E402
 from fusion import warm_up  # noqa: E402
 
@@ -89,17 +89,10 @@ def _decode_with_ffmpeg(q, vparams, sr_hz: int) -> None:
     """Probe and decode ``q`` as the floor does, with ffprobe, ffmpeg and decord."""
     from visual.matcher import _work_size
 
-    old = os.environ.get(DECODER_ENV)
-    os.environ[DECODER_ENV] = "ffmpeg"
-    try:
+    with use_decoder("ffmpeg"):
         info = probe(q)
         list(iter_frames(q, vparams.query_fps, _work_size(info, vparams.work_width_px), batch=96, info=info))
         load_audio(q, sr_hz, info)
-    finally:
-        if old is None:
-            del os.environ[DECODER_ENV]
-        else:
-            os.environ[DECODER_ENV] = old
 
 
 def stage_times(lib: Library, queries, clock: Clock) -> float:
