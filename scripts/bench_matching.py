@@ -1,7 +1,7 @@
 """µAP of audio-only, visual-only and fused matching on a generated VSC-like benchmark.
 
     python scripts/bench_matching.py [--seed 2 --queries 80 --references 30] [--out docs/matching_benchmark.md]
-                                     [--distractor-hours 100] [--visual large_search=annoy]
+                                     [--distractor-hours 100 [--draw covariance]] [--visual large_search=annoy]
 
 Generates the benchmark under ``--work`` (kept between runs), indexes its references, matches every
 query once (audio and visual segments are computed once and combined three ways), writes
@@ -10,7 +10,8 @@ prints a markdown report (also written to ``--out``): µAP, recall at precision 
 video edit and per audio policy for the fused run. Calibration seeds (scripts/fit_calibration.py)
 and evaluation seeds must differ. ``--distractor-hours`` adds that many hours of synthetic
 reference frames to the visual index (drawn like the real ones, as in scripts/bench_speed.py; no
-query copies them), so that the visual search works at the scale of a large index.
+query copies them), so that the visual search works at the scale of a large index; ``--draw
+covariance`` draws them with the real descriptors' covariance instead of dimension by dimension.
 """
 import argparse
 import shutil
@@ -44,6 +45,9 @@ def main():
     ap.add_argument("--distractor-hours", type=float, default=0,
                     help="hours of synthetic reference frames added to the visual index (none copied); "
                          "CSVs are written as full_matches_*_distractors-Nh.csv")
+    ap.add_argument("--draw", choices=["independent", "covariance"], default="independent",
+                    help="how the distractor frames are drawn: each dimension on its own (default) or with "
+                         "the real descriptors' covariance (scripts/bench_speed.py's _frame_draw)")
     a = ap.parse_args()
     d = Path(a.work) / f"test_seed{a.seed}"
     if not (d / "ground_truth.csv").is_file():
@@ -78,8 +82,8 @@ def main():
         import numpy as np
         from bench_speed import _synthetic_visual
 
-        _synthetic_visual(lib, a.distractor_hours, np.random.default_rng(0), into=lib.visual)
-        tag += f"_distractors-{a.distractor_hours:g}h"
+        _synthetic_visual(lib, a.distractor_hours, np.random.default_rng(0), into=lib.visual, draw=a.draw)
+        tag += f"_distractors-{a.distractor_hours:g}h" + ("_covariance" if a.draw == "covariance" else "")
     matcher = QueryMatcher(lib)
     rows = {"audio": [], "visual": [], "both": []}
     t0 = time.perf_counter()
@@ -109,6 +113,7 @@ def main():
               + (", with the cheaper visual settings (1 fps, no views)" if a.cheap else "")
               + (f", with visual settings {' '.join(a.visual)}" if a.visual else "")
               + (f", with {a.distractor_hours:g} h of synthetic reference frames in the visual index"
+                 + (" (drawn with the real descriptors' covariance)" if a.draw == "covariance" else "")
                  if a.distractor_hours else "") + ".\n\n"
               "![recall per group](matching_benchmark.png)\n")
     print(report)

@@ -247,30 +247,54 @@ def _synthetic_audio(lib: Library, hours: float, rng):
 TRANSPOSE_SEMITONES = 4
 
 
-def _synthetic_visual(lib: Library, hours: float, rng, into=None, device: str = "cpu"):
-    """``hours`` of synthetic reference frames, each dimension drawn with the mean and spread of
-    ``lib``'s real descriptors, in a new VisualIndex (or added to ``into``) as references S0, ...
+def _frame_draw(real: np.ndarray, draw: str = "independent"):
+    """``(mean (d,), mix)`` such that ``_mixed(normal(size=(m, d)), mean, mix)`` draws synthetic
+    descriptors like the rows of ``real`` (n, d), before normalization: "independent" draws each dimension on its own
+    with their mean and spread (frames evenly spread around the mean, no preferred directions: the
+    worst case for an inverted file's cells); "covariance" with their full covariance, shrunk 10%
+    towards its diagonal so that it has full rank when rows are fewer than dimensions (the
+    benchmark's 30 references give 710), so that frames crowd into the directions real
+    descriptors share."""
+    mu = real.mean(axis=0)
+    if draw == "covariance":
+        cov = np.cov(real.T)
+        cov = 0.9 * cov + 0.1 * np.diag(np.diag(cov))
+        return mu, np.linalg.cholesky(cov).T.astype(np.float32)  # (d, d)
+    if draw == "independent":
+        return mu, real.std(axis=0)  # (d,): a matrix product would cost ~20 s more at 1,000 h
+    raise ValueError(f"unknown draw {draw!r}")
+
+
+def _mixed(z, mu, mix):
+    """Standard normal draws ``z`` (m, d), numpy or torch, shaped by :func:`_frame_draw`."""
+    return (z @ mix if mix.ndim == 2 else z * mix) + mu
+
+
+def _synthetic_visual(lib: Library, hours: float, rng, into=None, device: str = "cpu", draw: str = "independent"):
+    """``hours`` of synthetic reference frames drawn like ``lib``'s real descriptors
+    (:func:`_frame_draw`; "independent": each dimension with their mean and spread), in a new
+    VisualIndex (or added to ``into``) as references S0, ...
     With a CUDA ``device`` the rows are drawn there (torch's generator, seeded from ``rng``):
     numpy would take minutes for the 36M rows of 10,000 h."""
     from visual import VisualIndex
 
     lib.visual._finalize()
     real = lib.visual._desc.astype(np.float32)
-    mu, sd = real.mean(axis=0), real.std(axis=0)
+    mu, mix = _frame_draw(real, draw)
     n = int(hours * 3600 * lib.visual.params.ref_fps)
     ix = VisualIndex(lib.visual.params) if into is None else into
     if device != "cpu":
         import torch
 
         g = torch.Generator(device=device).manual_seed(int(rng.integers(1 << 62)))
-        mu_t, sd_t = torch.from_numpy(mu).to(device), torch.from_numpy(sd).to(device)
+        mu_t, mix_t = torch.from_numpy(mu).to(device), torch.from_numpy(mix).to(device)
     for i in range(0, n, 200_000):  # per 200k frames to bound the float32 temporaries
         m = min(200_000, n - i)
         if device != "cpu":
-            d = torch.randn((m, real.shape[1]), generator=g, device=device) * sd_t + mu_t
+            d = _mixed(torch.randn((m, real.shape[1]), generator=g, device=device), mu_t, mix_t)
             d = torch.nn.functional.normalize(d, dim=1).half().cpu().numpy()
         else:
-            d = rng.normal(size=(m, real.shape[1])).astype(np.float32) * sd + mu
+            d = _mixed(rng.normal(size=(m, real.shape[1])).astype(np.float32), mu, mix)
             d /= np.linalg.norm(d, axis=1, keepdims=True)
         ix.add(f"S{i}", np.arange(m, dtype=np.float32), d)
     return ix

@@ -2,18 +2,23 @@
 reference frames, searched exactly, with the projected search and with annoy.
 
     python scripts/visual_recall.py [--hours 100 1000] [--methods exact projected:64 projected:128 annoy:5000]
-                                    [--copy-cos real] [--work bench_data --seed 2] [--json out.json]
+                                    [--copy-cos real] [--draw independent] [--work bench_data --seed 2]
+                                    [--json out.json]
 
-The reference frames are drawn like the real index's (per-dimension mean and spread of the
-descriptors of the generated benchmark's references, seed 2, made by ``make bench-matching`` or
-``make bench`` if missing), as in ``scripts/bench_speed.py``. 200 of them are replaced by copies of
+The reference frames are drawn like the real index's, from the descriptors of the generated
+benchmark's references (seed 2, made by ``make bench-matching`` or ``make bench`` if missing):
+``--draw independent`` (the default, as in ``scripts/bench_speed.py``) draws each dimension on its
+own with their per-dimension mean and spread, so the frames are evenly spread around the mean, with
+no preferred directions (the worst case for an inverted file's cells); ``--draw covariance`` draws
+them with their full covariance, so the frames crowd into the directions real descriptors share
+(``bench_speed._frame_draw``). 200 of them are replaced by copies of
 query frames at a cosine drawn from the benchmark's own copies (``--copy-cos real``: for each query
 frame inside a ground-truth segment, its best view's similarity to the nearest frame of the copied
 reference interval) or at a fixed cosine (``--copy-cos 0.7``). The query is ~60 s of the
 benchmark's queries that hold no copy. Reported per size and method: the search time of the
 query's descriptors (best of two) and how many planted copies are among the 10 nearest, overall
 and for the weaker half of the copies. Methods: ``exact``, ``projected:DIMS[:SHORTLIST]``,
-``ivf:PROBES`` (the inverted-file search, ``ivf_probe`` cells per query row),
+``ivf:PROBES[:SHORTLIST[:DIMS]]`` (the inverted-file search, ``ivf_probe`` cells per query row),
 ``annoy:SEARCH_K`` (its forest is built on every core, a benchmark shortcut: the product builds
 with one thread, so that a forest does not depend on the machine; a search costs the same either
 way). 1,000 h takes ~15 minutes and ~14 GB of RAM on 2 cores with annoy, less without.
@@ -29,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_speed import _frame_draw, _mixed  # noqa: E402
 from fingerprint.benchmark import make_benchmark  # noqa: E402
 from fingerprint.media import probe  # noqa: E402
 from fingerprint.pipeline import Library, list_media, video_id  # noqa: E402
@@ -90,11 +96,11 @@ def copy_cosines(d: Path, lib: Library) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndarray, rng) -> dict:
+def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndarray, rng,
+        draw: str = "independent") -> dict:
     from visual import VisualIndex
 
-    real = lib.visual._desc.astype(np.float32)
-    mu, sd = real.mean(axis=0), real.std(axis=0)
+    mu, mix = _frame_draw(lib.visual._desc.astype(np.float32), draw)
     n = int(hours * 3600 * lib.visual.params.ref_fps)
     n_plant = 200
     plant_q = rng.choice(len(qdesc), n_plant, replace=len(qdesc) < n_plant)
@@ -105,7 +111,7 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
     ix = VisualIndex(lib.visual.params)
     for i in range(0, n, 200_000):  # per 200k frames to bound the float32 temporaries
         m = min(200_000, n - i)
-        d = rng.normal(size=(m, mu.size)).astype(np.float32) * sd + mu
+        d = _mixed(rng.normal(size=(m, mu.size)).astype(np.float32), mu, mix)
         d /= np.linalg.norm(d, axis=1, keepdims=True)
         for qi, at, c in zip(plant_q, plant_at, plant_cos):
             if i <= at < i + m:  # a unit vector at cosine c to the query frame
@@ -114,7 +120,7 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
                 d[at - i] = c * unit_q[qi] + np.sqrt(1 - c ** 2) * noise / np.linalg.norm(noise)
         ix.add(f"S{i}", np.arange(m, dtype=np.float32), d)
     ix._finalize()
-    row = {"hours": hours, "frames": n, "copy_cos_median": float(np.median(plant_cos))}
+    row = {"hours": hours, "frames": n, "draw": draw, "copy_cos_median": float(np.median(plant_cos))}
 
     def found(rows):
         hit = np.array([at in set(rows[qi].tolist()) for qi, at in zip(plant_q, plant_at)])
@@ -137,7 +143,11 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
             ix._projection()
             row[f"{spec} setup_s"] = time.perf_counter() - t0
         elif name == "ivf":
-            ix.params = dataclasses.replace(base, ivf_probe=int(args[0]))
+            dims = int(args[2]) if len(args) > 2 else base.coarse_dims
+            if ix._ivf is not None and ix.params.coarse_dims != dims:
+                ix._ivf = None  # cells of another projection
+            ix.params = dataclasses.replace(base, ivf_probe=int(args[0]), coarse_dims=dims,
+                                            shortlist=int(args[1]) if len(args) > 1 else base.shortlist)
             if ix._ivf is None:
                 t0 = time.perf_counter()
                 ix._cells()
@@ -160,6 +170,8 @@ def main():
     ap.add_argument("--hours", type=float, nargs="+", default=[100, 1000])
     ap.add_argument("--methods", nargs="+", default=["exact", "projected:64", "projected:128", "annoy:5000"])
     ap.add_argument("--copy-cos", default="real", help="'real' (the benchmark's copies) or a fixed cosine")
+    ap.add_argument("--draw", choices=["independent", "covariance"], default="independent",
+                    help="how the synthetic reference frames are drawn (see above)")
     ap.add_argument("--work", default="bench_data")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--json", default=None)
@@ -175,7 +187,7 @@ def main():
     print("| reference hours | search | time for the query | copies among the 10 nearest | weaker half |\n"
           "|---|---|---|---|---|")
     for h in a.hours:
-        row = run(h, lib, qdesc, a.methods, cosines, rng)
+        row = run(h, lib, qdesc, a.methods, cosines, rng, a.draw)
         rows.append(row)
         for k, v in row.items():
             if isinstance(v, dict):
