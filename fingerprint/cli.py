@@ -333,8 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "re-ranks the best exactly (~0.15-0.2 s per 100 h per query minute on 2 cores); exact is "
                          "exact at any size (~1 s per 100 h); ivf scans, per query frame, the 128 cells (of "
                          "~sqrt(frames)) nearest to it in the projection: 0.31 s at 1,000 h instead of 1.6 s, "
-                         "finding 95%% of what auto finds on synthetic frames (set-up ~40 s, before the first "
-                         "query); annoy searches an annoy forest above 200,000 "
+                         "finding 95%% of the frames auto finds on evenly spread synthetic frames (and 18 of "
+                         "its 20 copied segments at 1,000 h; all 20 on frames drawn with the covariance of the "
+                         "benchmark's descriptors) "
+                         "(set-up ~40 s, before the first query); annoy searches an annoy forest above 200,000 "
                          "frames: ~0.4 s at any size, but it finds fewer copies (62%% of them at 1,000 h; "
                          "docs/speed.md). When the descriptors run on a GPU (--device cuda, or auto on a "
                          "GPU machine), auto, exact and ivf search exactly there (0.022 s per query minute per "
@@ -379,9 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     mb = sub.add_parser("make-benchmark", help="generate a VSC-like benchmark with ground truth",
                         description="Make reference videos and query videos that hold edited copies of "
-                                    "them (from SOURCE videos, or synthesized), in the VSC layout: reference/, query/, *_metadata.csv, "
-                                    "query_subset.csv, ground_truth.csv and query_edits.csv (edits and audio "
-                                    "policy per copied segment). Deterministic for a seed.")
+                                    "them (from SOURCE videos, or synthesized), in the VSC layout: reference/, "
+                                    "query/, *_metadata.csv, query_subset.csv, ground_truth.csv and "
+                                    "query_edits.csv (edits and audio policy per copied segment). "
+                                    "Deterministic for a seed.")
     mb.add_argument("source", nargs="?", default=None,
                     help="optional directory of your own videos to cut references and unrelated content from "
                          "(at least REFERENCES + 1 files); without it the footage and audio are synthesized")

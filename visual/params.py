@@ -55,6 +55,10 @@ class VisualParams:
     #: per reference hour). On synthetic frames (evenly spread, the worst case for cells) it
     #: found 162 of the 170 planted copies the projected search found at 1,000 h, in 0.31 s
     #: against 1.66 s (256 probes: 166, 0.60 s), and the same at 100 h (0.14 s against 0.22 s).
+    #: With 1,000 h of such frames added to the matching benchmark it lost 2 of the 20 copied
+    #: segments the projected search found (visual µAP 0.785 against 0.865); with frames drawn
+    #: with the covariance of the benchmark's descriptors it lost none (0.863 both; docs/speed.md,
+    #: round 11).
     #: "annoy" searches an annoy forest (``annoy_trees``, ``annoy_search_k`` nodes per lookup):
     #: near-constant time, but it finds fewer copies as the index grows (62% of what exact search
     #: finds at 1,000 h).
