@@ -92,7 +92,7 @@ def measure(d: Path, hours_list, modes, queries, rng, n_passes: int = 3, decoder
                       f"{row['s_per_query_minute']:.2f} s per query minute (passes "
                       f"{', '.join(f'{p:.2f}' for p in passes)} s), set-up {setup:.1f} s visual, "
                       f"{audio_setup:.1f} s audio, {n_rows} rows", flush=True)
-            lib.visual._proj = lib.visual._ivf = lib.visual._f32 = None  # memory for the next mode
+            lib.visual._pcodes = lib.visual._proj = lib.visual._ivf = lib.visual._f32 = None  # memory for the next mode
         del lib
     return rows
 

@@ -138,9 +138,9 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
         elif name == "projected":
             ix.params = dataclasses.replace(base, coarse_dims=int(args[0]),
                                             shortlist=int(args[1]) if len(args) > 1 else base.shortlist)
-            ix._proj = None
+            ix._pcodes = None
             t0 = time.perf_counter()
-            ix._projection()
+            ix._projected_codes()
             row[f"{spec} setup_s"] = time.perf_counter() - t0
         elif name == "ivf":
             dims = int(args[2]) if len(args) > 2 else base.coarse_dims
@@ -161,7 +161,7 @@ def run(hours: float, lib: Library, qdesc: np.ndarray, methods, cosines: np.ndar
             t.append(time.perf_counter() - t0)
         row[spec] = {"search_s": min(t), **found(rows)}
         if name != "ivf":  # ivf keeps its cells for the next probe count
-            ix._proj, ix._ivf = None, None  # memory for the next method
+            ix._pcodes, ix._proj, ix._ivf = None, None, None  # memory for the next method
     return row
 
 

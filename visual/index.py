@@ -1,18 +1,19 @@
 """Nearest-neighbour index of reference frame descriptors.
 
 Descriptors are kept as float16 rows with a side table row -> (reference, time). Search is an
-exact matrix product up to ``exact_max_frames`` rows; above, by default, a matrix product in a
-PCA projection of the rows picks a shortlist that is re-ranked exactly (nothing extra is saved:
-the projection is made on first use). ``large_search="ivf"`` splits the projected rows into cells
-(k-means, made on first use; the rows kept as int8 codes there) and scans a query row's nearest
-cells only, in a compiled loop (numba). With
-``large_search="annoy"`` an annoy (angular) forest is
-used instead; its file is saved next to the ``.npz`` and its sha256 recorded in the metadata.
-On a torch device (:meth:`VisualIndex.use_device`, e.g. the GPU the descriptors run on), the
-search is exact at every size: the float16 rows are copied there once (3.7 GB per 1,000 h).
+exact matrix product up to ``exact_max_frames`` rows; above, by default, an integer matrix
+product in a PCA projection of the rows (one byte a dimension, onnxruntime) picks a shortlist
+that is re-ranked exactly (nothing extra is saved: the projection is made on first use).
+``large_search="ivf"`` splits the projected rows into cells (k-means, made on first use; the rows
+kept as int8 codes there) and scans a query row's nearest cells only, in a compiled loop (numba).
+With ``large_search="annoy"`` an annoy (angular) forest is used instead; its file is saved next
+to the ``.npz`` and its sha256 recorded in the metadata. On a torch device
+(:meth:`VisualIndex.use_device`, e.g. the GPU the descriptors run on), the search is exact at
+every size: the float16 rows are copied there once (3.7 GB per 1,000 h).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -36,8 +37,11 @@ QUERY_CHUNK = 256
 BLOCK = 65536
 #: Rows sampled (evenly spaced) to find the projected search's basis.
 PCA_SAMPLE = 100_000
-#: The projected search skips groups of this many columns whose maximum cannot enter a shortlist.
-RUN = 32
+#: The projected search's codes span -CODE_MAX..CODE_MAX (see VisualIndex._projected_codes).
+CODE_MAX = 63
+#: The projected search checks a query row's integer scores this many at a time against its
+#: shortlist's last place (one vectorized comparison per run; few runs hold a better score).
+RUN = 64
 #: Inverted-file search: k-means rounds, and rows of the projection it learns from per cell.
 IVF_ITERS, IVF_SAMPLE_PER_CELL = 8, 32
 #: Reference rows per matrix product on a torch device: a 2 GB float32 block and, for
@@ -64,7 +68,8 @@ class VisualIndex:
         self._pending: List[tuple] = []
         self._annoy = None
         self._f32: Optional[np.ndarray] = None  # float32 copy for exact search (small indexes)
-        self._proj: Optional[Tuple[np.ndarray, np.ndarray]] = None  # projected search's basis and rows
+        self._proj: Optional[Tuple[np.ndarray, np.ndarray]] = None  # the projection ivf's cells are made from
+        self._pcodes: Optional[tuple] = None  # projected search's basis, scale and int8 codes (_projected_codes)
         self._ivf: Optional[tuple] = None  # inverted-file search's cells (see _cells)
         #: torch device the search runs on (None: numpy on the CPU); see :meth:`use_device`
         self.search_device: Optional[str] = None
@@ -90,6 +95,7 @@ class VisualIndex:
         self._pending.append((np.asarray(descriptors, np.float16).reshape(n, -1),
                               np.full(n, self._pos[ref_id], np.uint32), np.asarray(times_s, np.float32)))
         self._annoy, self._f32, self._proj, self._dev_rows, self._ivf = None, None, None, None, None
+        self._pcodes = None
 
     def _finalize(self) -> None:
         if not self._pending:
@@ -162,9 +168,9 @@ class VisualIndex:
 
     def prepare(self, device: Optional[str] = None) -> "VisualIndex":
         """Make now what searches need, so that the first search does not pay for it: the float32
-        rows up to ``exact_max_frames``, the projection above (``large_search="projected"``,
-        ~1.6 s at 100 h on 2 cores), the cells of the inverted-file search (``large_search="ivf"``,
-        ~2.8 s at 100 h, ~37 s at 1,000 h, and its scan compiled) or the annoy forest; with
+        rows up to ``exact_max_frames``; above, the projection's codes (``large_search="projected"``,
+        ~12 s at 1,000 h on 2 cores), the cells of the inverted-file search (``large_search="ivf"``,
+        ~2.8 s at 100 h, ~37 s at 1,000 h), each with its scan compiled, or the annoy forest; with
         ``device`` (see :meth:`use_device`; "cpu" or None: numpy), the rows on that device.
         Returns the index."""
         self._finalize()
@@ -177,7 +183,8 @@ class VisualIndex:
         if not self.is_large:
             self._keep_float32()
         elif self.params.large_search == "projected":
-            self._projection()
+            self._projected_codes()
+            self._search_projected(self._desc[:1].astype(np.float32), 1)  # compiles the scan (or loads it)
         elif self.params.large_search == "ivf":
             self._cells()
             self._search_ivf(self._desc[:1].astype(np.float32), 1)  # compiles the scan (or loads it)
@@ -274,72 +281,70 @@ class VisualIndex:
         sims[:, :kk], rows[:, :kk] = best_s.cpu().numpy(), best_r.cpu().numpy()
         return sims, rows
 
+    def _basis(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(basis (dim, coarse_dims), peak (coarse_dims,))``, float32: the leading eigenvectors
+        of the uncentred second moment of (up to PCA_SAMPLE evenly spaced) stored rows, and the
+        largest magnitude of each projected dimension among those rows. The subspace that keeps
+        most of the rows' energy keeps their dot products best, and descriptors are already
+        centred on the noise set."""
+        n, d = self._ref.size, min(self.params.coarse_dims, self._desc.shape[1])
+        picks = np.linspace(0, n - 1, min(n, PCA_SAMPLE)).astype(np.int64)
+        gram = np.zeros((self._desc.shape[1],) * 2)
+        for i in range(0, picks.size, 16384):  # float64 a slice at a time (100k rows would be 0.4 GB)
+            part = self._desc[picks[i:i + 16384]].astype(np.float64)
+            gram += part.T @ part
+        _, vecs = np.linalg.eigh(gram)
+        basis = np.ascontiguousarray(vecs[:, ::-1][:, :d], dtype=np.float32)
+        peak = np.zeros(d, np.float32)
+        for i in range(0, picks.size, 16384):
+            peak = np.maximum(peak, np.abs(self._desc[picks[i:i + 16384]].astype(np.float32) @ basis).max(axis=0))
+        return basis, peak
+
     def _projection(self) -> Tuple[np.ndarray, np.ndarray]:
-        """``(basis (dim, coarse_dims), projected rows (n, coarse_dims))``, both float32, made on
-        first use. The basis is the leading eigenvectors of the uncentred second moment of (up to
-        PCA_SAMPLE evenly spaced) stored rows: the subspace that keeps most of the rows' energy
-        keeps their dot products best, and descriptors are already centred on the noise set."""
+        """``(basis (dim, coarse_dims), projected rows (n, coarse_dims))``, both float32 (see
+        :meth:`_basis`), made on first use; the inverted-file search's cells are made from them."""
         if self._proj is None:
-            n, d = self._ref.size, min(self.params.coarse_dims, self._desc.shape[1])
-            picks = np.linspace(0, n - 1, min(n, PCA_SAMPLE)).astype(np.int64)
-            gram = np.zeros((self._desc.shape[1],) * 2)
-            for i in range(0, picks.size, 16384):  # float64 a slice at a time (100k rows would be 0.4 GB)
-                part = self._desc[picks[i:i + 16384]].astype(np.float64)
-                gram += part.T @ part
-            _, vecs = np.linalg.eigh(gram)
-            basis = np.ascontiguousarray(vecs[:, ::-1][:, :d], dtype=np.float32)
-            proj = np.empty((n, d), np.float32)
+            basis, _ = self._basis()
+            proj = np.empty((self._ref.size, basis.shape[1]), np.float32)
             for i, block in self._float32_blocks():
                 proj[i:i + len(block)] = block @ basis
             self._proj = (basis, proj)
         return self._proj
 
+    def _projected_codes(self) -> tuple:
+        """The projected search's rows, made on first use: ``(basis (dim, d), scale (d,), blocks)``,
+        ``blocks`` a list of int8 ``(d, <= BLOCK)`` arrays, the projections of BLOCK stored rows
+        each, transposed (the layout the integer product reads), with ``projection ~= code *
+        scale``. Codes span -63..63 (the sampled rows' peak, :meth:`_basis`; the rare larger
+        values are clipped): x86 CPUs without VNNI add pairs of byte products in 16 bits, which 7
+        bits keep from saturating. 128 bytes a row at 128 dims, a quarter of float32's."""
+        if self._pcodes is None:
+            basis, peak = self._basis()
+            scale = (np.maximum(peak, 1e-30) / CODE_MAX).astype(np.float32)
+            blocks = []
+            for _, block in self._float32_blocks():
+                c = np.clip(np.rint((block @ basis) / scale), -CODE_MAX, CODE_MAX)
+                blocks.append(np.ascontiguousarray(c.T.astype(np.int8)))
+            self._pcodes = (basis, scale, blocks)
+        return self._pcodes
+
     def _search_projected(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-        """Each query row's ``shortlist`` best rows by projected similarity (a running threshold
-        makes most blocks cost one comparison pass), re-ranked by their exact similarity."""
-        basis, proj = self._projection()
-        m, n = len(q), len(proj)
-        size = min(max(k, self.params.shortlist), n, BLOCK)
-        qp = q @ basis
-        top_s = np.full((m, size), -np.inf, np.float32)
-        top_r = np.zeros((m, size), np.int64)
-        row_of = np.repeat(np.arange(m), size)
-        for i in range(0, n, BLOCK):
-            s = qp @ proj[i:i + BLOCK].T
-            if i == 0:  # the first block fills the shortlists: a partition per row
-                part = np.argpartition(-s, min(size, s.shape[1]) - 1, axis=1)[:, :size]
-                ri, ci = np.repeat(np.arange(m), part.shape[1]), part.ravel()
-            else:  # then only what beats a row's current last place, found via runs' maxima
-                w = s.shape[1] // RUN * RUN
-                if w == 0:
-                    ri, ci = np.nonzero(s > top_s[:, -1:])
-                else:
-                    g = w // RUN  # column c belongs to group c % g: maxima of whole slabs vectorize
-                    rr, cc = np.nonzero(s[:, :w].reshape(m, RUN, g).max(axis=1) > top_s[:, -1:])
-                    cols = (cc[:, None] + g * np.arange(RUN)).ravel()
-                    rows_ = np.repeat(rr, RUN)
-                    ok = s[rows_, cols] > top_s[rows_, -1]
-                    ri, ci = rows_[ok], cols[ok]
-                    if w < s.shape[1]:
-                        r2, c2 = np.nonzero(s[:, w:] > top_s[:, -1:])
-                        ri, ci = np.concatenate([ri, r2]), np.concatenate([ci, c2 + w])
-                if ri.size == 0:
-                    continue
-            all_row = np.concatenate([row_of, ri])
-            all_s = np.concatenate([top_s.ravel(), s[ri, ci]])
-            all_r = np.concatenate([top_r.ravel(), ci + i])
-            order = np.lexsort((-all_s, all_row))  # per row, best first; ties keep the older row
-            rank = np.arange(order.size) - np.searchsorted(all_row[order], all_row[order])
-            keep = order[rank < size]  # every row holds >= size entries: exactly size each, row by row
-            top_s, top_r = all_s[keep].reshape(m, size), all_r[keep].reshape(m, size)
-        cand = self._desc[top_r.ravel()].astype(np.float32).reshape(m, size, -1)
-        exact = np.einsum("mld,md->ml", cand, q)
-        best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-        sims = np.full((m, k), -np.inf, np.float32)
-        rows = np.full((m, k), -1, np.int64)
-        sims[:, :best.shape[1]] = np.take_along_axis(exact, best, axis=1)
-        rows[:, :best.shape[1]] = np.take_along_axis(top_r, best, axis=1)
-        return sims, rows
+        """Each query row's ``shortlist`` best rows by projected similarity, re-ranked by their
+        exact similarity. The projected similarities are integer products of the query row's
+        projection, one signed byte a dimension, with the rows' codes (:meth:`_projected_codes`),
+        made by onnxruntime's integer matrix product (:func:`_int_products`, ~2.5x a float32 one)
+        a block at a time; :func:`_keep_best` keeps each query row's best as the blocks go by."""
+        basis, scale, blocks = self._projected_codes()
+        m, n = len(q), self._ref.size
+        size = min(max(k, self.params.shortlist), n)
+        qs = (q @ basis) * scale  # so that codes . qs ~= projection . q's projection
+        top = np.maximum(np.abs(qs).max(axis=1, keepdims=True), 1e-30)
+        qbytes = (np.rint(qs / top * 127) + 128).astype(np.uint8)  # zero point 128
+        heap_s = np.full((m, size), np.iinfo(np.int32).min, np.int32)  # below any score
+        heap_r = np.full((m, size), -1, np.int64)
+        for j, codes in enumerate(blocks):
+            _keep_best(_int_products(qbytes, codes), j * BLOCK, heap_s, heap_r)
+        return _rerank(self._desc, q, heap_r, k)
 
     def _cells(self) -> tuple:
         """The inverted-file search's cells, made on first use from the projected rows
@@ -392,16 +397,7 @@ class VisualIndex:
         heap_r = np.full((m, size), -1, np.int64)
         _ivf_scan(qcodes, codes, start, flat[by].astype(np.int64), (by // near.shape[1]).astype(np.int64),
                   heap_s, heap_r)
-        rows_of = order[heap_r]
-        exact = np.einsum("mld,md->ml", self._desc[rows_of.ravel()].astype(np.float32).reshape(m, size, -1), q)
-        exact[heap_r < 0] = -np.inf  # empty places (fewer rows than `size` in the probed cells)
-        best = _best_first(exact, rows_of, k)
-        sims = np.full((m, k), -np.inf, np.float32)
-        rows = np.full((m, k), -1, np.int64)
-        kk = best.shape[1]
-        sims[:, :kk] = np.take_along_axis(exact, best, axis=1)
-        rows[:, :kk] = np.where(np.isfinite(sims[:, :kk]), np.take_along_axis(rows_of, best, axis=1), -1)
-        return sims, rows
+        return _rerank(self._desc, q, np.where(heap_r >= 0, order[heap_r], -1), k)
 
     def _search_annoy(self, q: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         sims = np.full((len(q), k), -np.inf, np.float32)
@@ -482,6 +478,22 @@ class VisualIndex:
         return ix
 
 
+def _rerank(desc: np.ndarray, q: np.ndarray, cand: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(sims (m, k), rows (m, k))``: the ``k`` best of each query row's candidate stored rows
+    ``cand (m, l)`` (-1: no candidate) by their exact similarity to ``q (m, dim)``, best first
+    (:func:`_best_first`); -inf / -1 where fewer than ``k`` candidates exist."""
+    m, size = cand.shape
+    exact = np.einsum("mld,md->ml", desc[np.maximum(cand, 0).ravel()].astype(np.float32).reshape(m, size, -1), q)
+    exact[cand < 0] = -np.inf
+    best = _best_first(exact, cand, k)
+    sims = np.full((m, k), -np.inf, np.float32)
+    rows = np.full((m, k), -1, np.int64)
+    kk = best.shape[1]
+    sims[:, :kk] = np.take_along_axis(exact, best, axis=1)
+    rows[:, :kk] = np.where(np.isfinite(sims[:, :kk]), np.take_along_axis(cand, best, axis=1), -1)
+    return sims, rows
+
+
 def _best_first(sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     """Per row of ``sims`` (m, l), the positions of its ``k`` best, best first; equal
     similarities go to the lower stored row, so that the result does not depend on the order
@@ -548,6 +560,79 @@ def _ivf_scan(qcodes, codes, start, pair_cell, pair_row, heap_s, heap_r):
                 heap_s[r, pos] = acc
                 heap_r[r, pos] = i
         a = b
+
+
+#: ONNX graph ``Y = MatMulInteger(A, B, a_zero_point=128)``, A uint8 (m, d), B int8 (d, w), Y
+#: int32 (m, w): what onnx 1.x writes for ``helper.make_model(helper.make_graph([helper.make_node(
+#: "MatMulInteger", ["A", "B", "azp"], ["Y"])], "g", [A, B], [Y], initializer=[azp]), opset 10)``
+#: with ir_version 5 and dynamic shapes (tests/visual/test_index.py rebuilds it with onnx and
+#: compares). Kept as bytes: onnx itself is not a dependency.
+_MATMUL_INTEGER_ONNX = bytes.fromhex(
+    "08053a620a1d0a01410a01420a03617a70120159220d4d61744d756c496e74656765721201672a0b10022a0280014203617a"
+    "705a0f0a0141120a0a08080212040a000a005a0f0a0142120a0a08080312040a000a00620f0a0159120a0a08080612040a00"
+    "0a0042040a00100a")
+
+
+@functools.lru_cache(maxsize=2)
+def _int_session(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the model's (visual/model.py)
+    return ort.InferenceSession(_MATMUL_INTEGER_ONNX, so, providers=["CPUExecutionProvider"])
+
+
+def _int_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - 128) @ b`` exactly, int32 (m, w), for ``a`` uint8 (m, d) and ``b`` int8 (d, w)
+    within -CODE_MAX..CODE_MAX, by onnxruntime's integer matrix product (MLAS), on as many threads
+    as the model uses (``FINGERPRINT_MODEL_THREADS``, else every usable core)."""
+    from .model import usable_cores
+
+    threads = int(os.environ.get("FINGERPRINT_MODEL_THREADS", "0") or 0) or usable_cores()
+    return _int_session(threads).run(None, {"A": a, "B": b})[0]
+
+
+@njit
+def _keep_best(scores, offset, heap_s, heap_r):
+    """Keeps, per query row ``r``, a min-heap ``heap_s[r], heap_r[r]`` of its best integer scores
+    so far and their stored rows, given the scores ``scores (m, w)`` int32 of stored rows
+    ``offset .. offset + w - 1``; the heaps come filled with places no score can lose to
+    (``heap_r`` -1). An equal score does not displace a kept one, so earlier rows win ties.
+    Scores are read RUN at a time: one comparison of the run with the heap's last place, which
+    vectorizes, and only the rare run holding a better score is read one by one."""
+    size = heap_s.shape[1]
+    m, w = scores.shape
+    for r in range(m):
+        last = heap_s[r, 0]
+        for c in range(0, w, RUN):
+            e = min(c + RUN, w)
+            better = 0
+            for i in range(c, e):
+                better |= scores[r, i] > last
+            if better == 0:
+                continue
+            for i in range(c, e):
+                acc = scores[r, i]
+                if acc <= last:
+                    continue
+                pos = 0  # it replaces the worst kept, and sinks to its place
+                while True:
+                    child = 2 * pos + 1
+                    if child >= size:
+                        break
+                    if child + 1 < size and heap_s[r, child + 1] < heap_s[r, child]:
+                        child += 1
+                    if heap_s[r, child] >= acc:
+                        break
+                    heap_s[r, pos] = heap_s[r, child]
+                    heap_r[r, pos] = heap_r[r, child]
+                    pos = child
+                heap_s[r, pos] = acc
+                heap_r[r, pos] = offset + i
+                last = heap_s[r, 0]
 
 
 def _sha256(path: Path) -> str:

@@ -70,9 +70,85 @@ def test_projected_search_finds_planted_copies_in_fewer_dimensions():
     _, rows = ix.search(q, k=10)
     assert np.mean(rows[:, 0] == at) >= 0.96
     ix.params = VisualParams(exact_max_frames=10, coarse_dims=8, shortlist=50)
-    ix._proj = None
+    ix._pcodes = None
     _, rows = ix.search(q, k=10)  # too few dimensions to tell copies from chance: the test can fail
     assert np.mean(rows[:, 0] == at) < 0.5
+
+
+def test_integer_products_are_exact_at_the_extremes_a_16_bit_pair_sum_would_saturate_at():
+    # x86 without VNNI adds pairs of uint8 x int8 products in 16 bits: 255 x 127 x 2 > 32767, so
+    # the codes keep to 7 bits (255 x 63 x 2 = 32130). The first rows are the worst cases.
+    from visual.index import CODE_MAX, _int_products
+
+    rng = np.random.default_rng(40)
+    a = np.concatenate([np.full((1, 128), 255), np.zeros((1, 128)), rng.integers(0, 256, (5, 128))]).astype(np.uint8)
+    b = np.concatenate([np.full((128, 1), CODE_MAX), np.full((128, 1), -CODE_MAX),
+                        rng.integers(-CODE_MAX, CODE_MAX + 1, (128, 70))], axis=1).astype(np.int8)
+    got = _int_products(a, b)
+    want = (a.astype(np.int64) - 128) @ b.astype(np.int64)
+    assert got.dtype == np.int32 and got.shape == (7, 72)
+    np.testing.assert_array_equal(got, want)
+    assert got[0, 0] == 127 * CODE_MAX * 128 and got[1, 0] == -128 * CODE_MAX * 128
+
+
+def test_the_integer_product_graph_is_what_onnx_writes():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from visual.index import _MATMUL_INTEGER_ONNX
+
+    a = helper.make_tensor_value_info("A", TensorProto.UINT8, [None, None])
+    b = helper.make_tensor_value_info("B", TensorProto.INT8, [None, None])
+    y = helper.make_tensor_value_info("Y", TensorProto.INT32, [None, None])
+    azp = helper.make_tensor("azp", TensorProto.UINT8, [], [128])
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B", "azp"], ["Y"])], "g", [a, b], [y],
+                              initializer=[azp])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
+    model.ir_version = 5
+    onnx.checker.check_model(model)
+    assert model.SerializeToString() == _MATMUL_INTEGER_ONNX
+
+
+def test_keep_best_keeps_each_query_rows_best_scores_across_blocks_earlier_rows_winning_ties():
+    from visual.index import RUN, _keep_best
+
+    rng = np.random.default_rng(41)
+    size, widths = 30, [RUN * 3 + 5, 1, RUN * 2]  # runs cut short at a block's end, a one-row block
+    scores = [rng.integers(-50, 50, (4, w)).astype(np.int32) for w in widths]
+    scores[0][3] = 7  # a query row whose scores all tie: the first 30 rows stay
+    scores[1][3] = 7
+    scores[2][3] = 7
+    scores[2][2, :] = -1000  # a block with nothing better for row 2
+    heap_s, heap_r = np.full((4, size), np.iinfo(np.int32).min, np.int32), np.full((4, size), -1)
+    offset = 0
+    for s in scores:
+        _keep_best(s, offset, heap_s, heap_r)
+        offset += s.shape[1]
+    full = np.concatenate(scores, axis=1)
+    for r in range(4):
+        order = np.lexsort((np.arange(full.shape[1]), -full[r]))[:size]  # best first, earlier rows on ties
+        np.testing.assert_array_equal(np.sort(heap_s[r])[::-1], full[r, order])
+        np.testing.assert_array_equal(heap_s[r], full[r, heap_r[r]])  # each score is its row's
+        assert all(heap_s[r, (i - 1) // 2] <= heap_s[r, i] for i in range(1, size))  # a min-heap
+    assert sorted(heap_r[3].tolist()) == list(range(size))
+
+
+def test_projected_codes_are_7_bit_blocks_of_the_projection():
+    from visual import index as vindex
+
+    ix = VisualIndex(VisualParams(exact_max_frames=10, coarse_dims=16))
+    d = unit(vindex.BLOCK + 100, seed=42)
+    ix.add("R0", np.arange(len(d), dtype=float), d)
+    ix._finalize()
+    basis, scale, blocks = ix._projected_codes()
+    assert [b.shape for b in blocks] == [(16, vindex.BLOCK), (16, 100)] and blocks[0].dtype == np.int8
+    codes = np.concatenate(blocks, axis=1).T
+    assert np.abs(codes).max() == vindex.CODE_MAX
+    proj = ix._desc.astype(np.float32) @ basis
+    clipped = np.abs(codes) == vindex.CODE_MAX
+    assert clipped.mean() < 0.01  # the peak is the sampled rows' (all of them here): only ties to it
+    half_step = np.broadcast_to(scale / 2 + 1e-6, proj.shape)
+    np.testing.assert_array_less(np.abs(codes * scale - proj)[~clipped], half_step[~clipped])
 
 
 def test_ivf_search_probing_every_cell_at_full_dimension_is_exact():
@@ -157,7 +233,7 @@ def test_search_sees_references_added_after_a_search():
 
 
 def test_prepare_makes_the_search_state_and_changes_no_result():
-    for params, made in ((VisualParams(), "_f32"), (VisualParams(exact_max_frames=10), "_proj"),
+    for params, made in ((VisualParams(), "_f32"), (VisualParams(exact_max_frames=10), "_pcodes"),
                          (VisualParams(exact_max_frames=10, large_search="ivf"), "_ivf"),
                          (VisualParams(exact_max_frames=10, large_search="annoy"), "_annoy")):
         ix, d = filled(params)
