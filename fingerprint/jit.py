@@ -11,26 +11,33 @@ from __future__ import annotations
 
 import functools
 import threading
+import types
 from typing import Callable
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entered when a kernel's compilation compiles a kernel it calls
 
 
 def njit(fn: Callable) -> Callable:
     """``fn`` compiled with ``numba.njit`` on its first call, with the GIL released (the audio
     stage runs in a thread beside the visual one) and an on-disk cache where one can be written.
-    No fast-math: the arithmetic is IEEE, as in numpy. ``.py_func`` is the plain Python ``fn``."""
+    No fast-math: the arithmetic is IEEE, as in numpy. ``.py_func`` is the plain Python ``fn``.
+    A kernel may call another kernel of its module by name: that one is compiled first and
+    called as compiled code (numba inlines what is small)."""
     compiled = []
 
-    @functools.wraps(fn)
-    def call(*args):
+    def dispatcher():
         if not compiled:
             with _LOCK:  # two threads must not compile (and write the cache) at once
                 if not compiled:
                     compiled.append(_compile(fn))
-        return compiled[0](*args)
+        return compiled[0]
+
+    @functools.wraps(fn)
+    def call(*args):
+        return (compiled[0] if compiled else dispatcher())(*args)
 
     call.py_func = fn
+    call.dispatcher = dispatcher
     return call
 
 
@@ -43,6 +50,11 @@ def _compile(fn: Callable) -> Callable:
         raise FingerprintError("numba is not installed; the voting and the ivf search need it: pip install numba "
                                "(make test and make demo install it)") from None
 
+    kernels = {name: fn.__globals__[name].dispatcher() for name in fn.__code__.co_names
+               if callable(getattr(fn.__globals__.get(name), "dispatcher", None))}
+    if kernels:  # numba resolves a callee when it compiles the caller: it must see the compiled one
+        fn = types.FunctionType(fn.__code__, {**fn.__globals__, **kernels}, fn.__name__, fn.__defaults__,
+                                fn.__closure__)
     try:
         return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"

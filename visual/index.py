@@ -522,13 +522,33 @@ def _spherical_kmeans(x: np.ndarray, c: int, iters: int, sample: int) -> np.ndar
 
 
 @njit
+def _heap_replace(heap_s, heap_r, score, row):
+    """In the min-heap ``heap_s, heap_r`` (1-d, the worst kept first), ``score`` of ``row``
+    replaces the worst kept, and sinks to its place."""
+    size = heap_s.size
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap_s[child + 1] < heap_s[child]:
+            child += 1
+        if heap_s[child] >= score:
+            break
+        heap_s[pos] = heap_s[child]
+        heap_r[pos] = heap_r[child]
+        pos = child
+    heap_s[pos] = score
+    heap_r[pos] = row
+
+
+@njit
 def _ivf_scan(qcodes, codes, start, pair_cell, pair_row, heap_s, heap_r):
     """Keeps, per query row ``r``, a min-heap ``heap_s[r], heap_r[r]`` of its best integer scores
     so far and their positions in ``codes``, over the rows of the cells it probes; the heaps come
     filled with places no score can lose to (``heap_r`` -1). The (cell, query row) pairs come
     sorted by cell, so each cell's rows are read once for every query row that probes it. Scores
     are ``qcodes[r] . codes[i]`` in int32 (at most 32767 x 127 x 128 < 2**31)."""
-    size = heap_s.shape[1]
     d = codes.shape[1]
     n_pairs = pair_cell.size
     a = 0
@@ -543,22 +563,8 @@ def _ivf_scan(qcodes, codes, start, pair_cell, pair_row, heap_s, heap_r):
                 acc = np.int32(0)
                 for t in range(d):  # int32 arithmetic throughout, so that it vectorizes
                     acc = np.int32(acc + np.int32(qcodes[r, t]) * np.int32(codes[i, t]))
-                if acc <= heap_s[r, 0]:
-                    continue
-                pos = 0  # it replaces the worst kept, and sinks to its place
-                while True:
-                    child = 2 * pos + 1
-                    if child >= size:
-                        break
-                    if child + 1 < size and heap_s[r, child + 1] < heap_s[r, child]:
-                        child += 1
-                    if heap_s[r, child] >= acc:
-                        break
-                    heap_s[r, pos] = heap_s[r, child]
-                    heap_r[r, pos] = heap_r[r, child]
-                    pos = child
-                heap_s[r, pos] = acc
-                heap_r[r, pos] = i
+                if acc > heap_s[r, 0]:
+                    _heap_replace(heap_s[r], heap_r[r], acc, i)
         a = b
 
 
@@ -603,7 +609,6 @@ def _keep_best(scores, offset, heap_s, heap_r):
     (``heap_r`` -1). An equal score does not displace a kept one, so earlier rows win ties.
     Scores are read RUN at a time: one comparison of the run with the heap's last place, which
     vectorizes, and only the rare run holding a better score is read one by one."""
-    size = heap_s.shape[1]
     m, w = scores.shape
     for r in range(m):
         last = heap_s[r, 0]
@@ -615,24 +620,9 @@ def _keep_best(scores, offset, heap_s, heap_r):
             if better == 0:
                 continue
             for i in range(c, e):
-                acc = scores[r, i]
-                if acc <= last:
-                    continue
-                pos = 0  # it replaces the worst kept, and sinks to its place
-                while True:
-                    child = 2 * pos + 1
-                    if child >= size:
-                        break
-                    if child + 1 < size and heap_s[r, child + 1] < heap_s[r, child]:
-                        child += 1
-                    if heap_s[r, child] >= acc:
-                        break
-                    heap_s[r, pos] = heap_s[r, child]
-                    heap_r[r, pos] = heap_r[r, child]
-                    pos = child
-                heap_s[r, pos] = acc
-                heap_r[r, pos] = offset + i
-                last = heap_s[r, 0]
+                if scores[r, i] > last:
+                    _heap_replace(heap_s[r], heap_r[r], scores[r, i], offset + i)
+                    last = heap_s[r, 0]
 
 
 def _sha256(path: Path) -> str:

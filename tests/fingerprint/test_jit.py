@@ -43,3 +43,23 @@ def test_without_numba_a_kernel_says_so_in_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
     with pytest.raises(FingerprintError, match="numba is not installed.*pip install numba"):
         njit(_running_sum)(np.zeros(3))
+
+
+@njit
+def _scaled(x, i):
+    return 3.0 * x[i]
+
+
+def _sum_scaled(x):
+    acc = 0.0
+    for i in range(x.size):
+        acc += _scaled(x, i)  # a kernel calling a kernel of its module
+    return acc
+
+
+def test_a_kernel_calls_another_kernel_compiled():
+    k = njit(_sum_scaled)
+    x = np.arange(5.0)
+    assert k(x) == 30.0 == k.py_func(x)
+    assert _scaled.dispatcher() is _scaled.dispatcher()  # compiled once
+    assert type(_scaled.dispatcher()).__module__.startswith("numba")
