@@ -329,10 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="drop segments scoring below this probability (default 0.05)")
     mt.add_argument("--visual-search", choices=["auto", "exact", "ivf", "annoy"], default="auto",
                     help="how reference frames are searched: auto (default) is exact up to 200,000 frames "
-                         "(~55 h at 1 frame/s) and, above, ranks every frame in a 128-d projection and "
-                         "re-ranks the best exactly (~0.15-0.2 s per 100 h per query minute on 2 cores); exact is "
-                         "exact at any size (~1 s per 100 h); ivf scans, per query frame, the 128 cells (of "
-                         "~sqrt(frames)) nearest to it in the projection: 0.31 s at 1,000 h instead of 1.6 s, "
+                         "(~55 h at 1 frame/s) and, above, ranks every frame in a 128-d projection, one byte a "
+                         "dimension, and re-ranks the best exactly (~0.06-0.09 s per 100 h per query minute on 2 "
+                         "cores); exact is exact at any size (~1.3 s per 100 h); ivf scans, per query frame, the 128 "
+                         "cells (of ~sqrt(frames)) nearest to it in the projection: 0.31 s at 1,000 h instead of "
+                         "0.6-0.9 s, "
                          "finding 95%% of the frames auto finds on evenly spread synthetic frames (and 18 of "
                          "its 20 copied segments at 1,000 h; all 20 on frames drawn with the covariance of the "
                          "benchmark's descriptors) "

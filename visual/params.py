@@ -43,18 +43,22 @@ class VisualParams:
     exact_max_frames: int = 200_000
     #: Search above ``exact_max_frames``:
     #: "projected" ranks every reference frame by its similarity in a ``coarse_dims``-d PCA
-    #: projection of the index, then re-ranks each query row's ``shortlist`` best exactly. Its cost
-    #: grows with the index like exact search's, at a quarter of the arithmetic and without the
-    #: float16 conversion; with 128 dims it found every planted copy an exact search found at
-    #: 100 h and 1,000 h, with 64 dims 84% at 1,000 h (``scripts/visual_recall.py``, docs/speed.md).
-    #: Memory: the projected rows, float32, 1.8 MB per reference hour at 128 dims, made on first use.
+    #: projection of the index, in integers (the projection one byte a dimension, onnxruntime's
+    #: integer matrix product), then re-ranks each query row's ``shortlist`` best exactly. Its cost
+    #: grows with the index like exact search's: 0.62-0.88 s for a 60 s query at 1,000 h on 2
+    #: cores (13 s exact, 1.4-2.0 s with the float32 projection it replaced, which found the same
+    #: planted copies). With 128 dims it found every planted copy an exact search found on evenly
+    #: spread synthetic frames (round 5), and 92-94% of them on frames drawn with the benchmark
+    #: descriptors' covariance (round 11); with 64 dims 84% at 1,000 h (``scripts/visual_recall.py``,
+    #: docs/speed.md). Memory: the codes, 0.46 MB per reference hour at 128 dims, made on first use.
     #: "ivf" (an inverted file) splits the projected rows into ~sqrt(n) cells by spherical k-means
     #: (made on first use, ~37 s at 1,000 h on 2 cores) and scans, per query row, the rows of
     #: its ``ivf_probe`` nearest cells before the same exact re-ranking: its cost grows with the
     #: square root of the index. The cells keep the projected rows as one byte a dimension (0.46 MB
     #: per reference hour). On synthetic frames (evenly spread, the worst case for cells) it
     #: found 162 of the 170 planted copies the projected search found at 1,000 h, in 0.31 s
-    #: against 1.66 s (256 probes: 166, 0.60 s), and the same at 100 h (0.14 s against 0.22 s).
+    #: against 1.66 s then (0.62-0.74 s since round 12; 256 probes: 166, 0.60 s), and the same at
+    #: 100 h (0.14 s against 0.22 s).
     #: With 1,000 h of such frames added to the matching benchmark it lost 2 of the 20 copied
     #: segments the projected search found (visual µAP 0.785 against 0.865); with frames drawn
     #: with the covariance of the benchmark's descriptors it lost none (0.863 both; docs/speed.md,
