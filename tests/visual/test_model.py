@@ -37,3 +37,42 @@ def test_descriptor_shape_norm_and_resize():
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     assert resize(x, 224).shape == (3, 224, 224, 3)
     assert len(d(x[:0])) == 0
+
+
+def test_backend_choice(monkeypatch):
+    from fingerprint.errors import FingerprintError
+    from visual.model import cpu_backend
+
+    pytest.importorskip("openvino")  # a dependency (setup.cfg): installed wherever the tests run
+    monkeypatch.delenv("FINGERPRINT_MODEL_BACKEND", raising=False)
+    assert cpu_backend("sscd-distilled") == "openvino"
+    assert cpu_backend("sscd") == "onnxruntime"  # int8 graph: the runtimes round differently
+    assert cpu_backend("sscd-distilled", "onnxruntime") == "onnxruntime"
+    monkeypatch.setenv("FINGERPRINT_MODEL_BACKEND", "onnxruntime")
+    assert cpu_backend("sscd-distilled") == "onnxruntime"
+    assert Descriptor("sscd-distilled", 224).backend == "onnxruntime"
+    monkeypatch.setenv("FINGERPRINT_MODEL_BACKEND", "tensorrt")
+    with pytest.raises(FingerprintError, match="FINGERPRINT_MODEL_BACKEND='tensorrt'"):
+        cpu_backend("sscd-distilled")
+
+
+def test_openvino_gives_onnxruntime_descriptors(clips):
+    """An index built with one runtime is searched with the other's queries: the descriptors of
+    real frames and of their views must be the same numbers."""
+    pytest.importorskip("openvino")
+    frames = sample_frames(clips[0], 2.0, VisualParams()).frames[:9]
+    jobs = [(np.arange(9), None), (np.arange(0, 9, 2), _half_view(frames))]
+    ov = Descriptor("sscd-distilled", 224, backend="openvino")
+    ort = Descriptor("sscd-distilled", 224, backend="onnxruntime")
+    assert (ov.backend, ort.backend) == ("openvino", "onnxruntime")
+    a, b = ov.embed_views(frames, jobs, batch=4), ort.embed_views(frames, jobs, batch=4)
+    assert a.shape == b.shape == (14, 512)
+    assert np.sum(a * b, axis=1).min() > 0.99999
+    assert np.abs(a - b).max() < 1e-4
+
+
+def _half_view(frames):
+    from visual.views import View
+
+    h, w = frames.shape[1:3]
+    return View("left", 0, h, 0, w // 2, flip=True)

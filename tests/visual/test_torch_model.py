@@ -32,8 +32,7 @@ def cosines(a, b):
 @pytest.mark.parametrize("model,n,min_cos", [("sscd-distilled", 6, 0.9999), ("sscd", 2, 0.99)])
 def test_graph_matches_onnxruntime(model, n, min_cos):
     x = resize(scenes(n, seed=1), 224)
-    ort = Descriptor(model, 224, device="cpu")
-    want = ort._session.run(None, {ort._input: x})[0]
+    want = Descriptor(model, 224, device="cpu", backend="onnxruntime")._infer(x)
     got = TorchGraph(model_path(model), "cpu")(torch.from_numpy(x)).numpy()
     assert got.shape == want.shape == (n, 512)
     # the distilled graph is float: the same numbers; the full one is int8 (fake-quantized in torch)
