@@ -78,7 +78,7 @@ def cpu_backend(name: str, backend: Optional[str] = None) -> str:
 
     ``backend`` (else the ``FINGERPRINT_MODEL_BACKEND`` environment variable, else "auto"): "auto"
     picks OpenVINO for :data:`OPENVINO_MODELS` when the ``openvino`` package is installed, as it
-    describes a frame of ``sscd-distilled`` in ~20% less time than onnxruntime on 2 CPU cores
+    describes the frames of ``sscd-distilled`` in 11-16% less time than onnxruntime on 2 CPU cores
     (its depthwise convolutions are faster; docs/speed.md, round 13), and onnxruntime otherwise.
 
     >>> cpu_backend("sscd-distilled", "onnxruntime")
