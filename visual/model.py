@@ -275,7 +275,17 @@ def _check_input(path: str, dtype: str, shape) -> None:
 @functools.lru_cache(maxsize=4)
 def _onnxruntime_model(path: str, threads: int):
     """``(infer, dim)`` of the graph at ``path`` in onnxruntime (:class:`Descriptor`)."""
-    sess = _session(path, threads)
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    # Idle model threads sleep instead of spinning: between batches they would spin on cores that
+    # the decoder and the audio stage need. On 2 cores the model alone runs as fast (3.7 ms per
+    # frame either way) and a whole query takes ~4% less time and ~5% less CPU.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     _check_input(path, inp.type, inp.shape)
     name = inp.name
@@ -306,18 +316,3 @@ def _openvino_model(path: str, threads: int):
         return req.infer({0: x})[0].copy()  # the request reuses its output buffer
 
     return infer, int(out.get_partial_shape()[-1].get_length())
-
-
-@functools.lru_cache(maxsize=4)
-def _session(path: str, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    # Idle model threads sleep instead of spinning: between batches they would spin on cores that
-    # the decoder and the audio stage need. On 2 cores the model alone runs as fast (3.7 ms per
-    # frame either way) and a whole query takes ~4% less time and ~5% less CPU.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
