@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
+from fingerprint.jit import njit
 from fingerprint.storage import load_arrays, save_arrays
 from fingerprint.types import Hits, HitTable
 
@@ -115,11 +116,13 @@ class AudioIndex:
         self._dir = None
 
     def prepare(self) -> "AudioIndex":
-        """Make now what the first query would otherwise make: the sorted arrays and the bucket
-        directory (4-5 s for 1,000 h of references on 2 cores, more the first time the arrays
-        are read). ``main.py`` calls it before the first query's clock starts. Returns the index."""
+        """Make now what the first query would otherwise make: the sorted arrays, the bucket
+        directory and the lookup's compiled kernels (4-5 s for 1,000 h of references on 2 cores,
+        more the first time the arrays are read). ``main.py`` calls it before the first query's
+        clock starts. Returns the index."""
         self._finalize()
         self._directory()
+        _warm_up(self)
         return self
 
     def _directory(self) -> np.ndarray:
@@ -151,8 +154,9 @@ class AudioIndex:
         return first, end
 
     def _meetings(self, landmarks: Landmarks, speeds, first: int):
-        """``(query landmark + first, entry)`` of every meeting of ``landmarks``, each once
-        whatever hypotheses found it, sorted by landmark then entry."""
+        """``(query landmark + first, entry, its reference, its time)`` of every meeting of
+        ``landmarks`` (int64, int64, int64, float32 arrays), each once whatever hypotheses found
+        it, sorted by landmark then entry."""
         # Lookup rows: (query landmark, hash without dt3, dt3) over every hypothesis and one hop of
         # dt2 jitter (dt3 jitter is in the lookup); hypotheses that map a landmark to the same row
         # are looked up once.
@@ -167,13 +171,8 @@ class AudioIndex:
         q_of_row, h_of_row = rows >> HASH_BITS, rows & (HASH_MAX - 1)
         lo, hi = self._lookup(h_of_row >> DT_BITS, h_of_row & _DT_MASK)
         # Very common hashes (steady tones, silence edges) say little and would dominate the vote.
-        cnt = hi - lo
-        use = np.flatnonzero((cnt > 0) & (cnt <= self.params.max_hits_per_hash))
-        cnt = cnt[use]
-        row = np.repeat(use, cnt)
-        ent = np.repeat(lo[use] - (np.cumsum(cnt) - cnt), cnt) + np.arange(row.size)
-        pair = _sorted_unique(q_of_row[row] * self._hash.size + ent)
-        return pair // self._hash.size + first, pair % self._hash.size
+        return _meetings_kernel(np.ascontiguousarray(q_of_row), lo, hi, int(self.params.max_hits_per_hash), first,
+                                self._ref, self._t)
 
     def query(self, landmarks: Landmarks, speeds: Optional[List[tuple]] = None, min_hits: int = 1) -> Dict[str, Hits]:
         """Hits per reference for a query's landmarks, over all speed hypotheses.
@@ -204,40 +203,15 @@ class AudioIndex:
         # for an hour of query audio would be tens of millions at once.
         parts = [self._meetings(landmarks.select(slice(c, c + QUERY_CHUNK)), speeds, c)
                  for c in range(0, len(landmarks), QUERY_CHUNK)]
-        qi = np.concatenate([q for q, _ in parts])
-        ei = np.concatenate([e for _, e in parts])
+        qi, ei, ri, ti = (np.concatenate([part[f] for part in parts]) for f in range(4))
         if qi.size == 0:
             return _empty_table()
-        # (qi, ei) come sorted by qi then ei: a stable sort by reference gives (ref, qi, ei) order.
-        refs = self._ref[ei]
-        order = _stable_order(refs, len(self.ref_ids))
-        refs, qi, ei = refs[order], qi[order], ei[order]
         # A landmark that meets many landmarks on the other side (a repeated note, a loop) is weak
-        # evidence for each of those meetings: split its vote among them. (ref, qi) pairs are
-        # runs of the sorted arrays; an entry belongs to one reference, so counting it needs no
-        # grouping by reference.
-        run = np.flatnonzero(np.r_[True, (refs[1:] != refs[:-1]) | (qi[1:] != qi[:-1])])
-        run_len = np.diff(np.r_[run, refs.size])
-        cnt_q = np.repeat(run_len, run_len)
-        by_e = _stable_order(ei, self._hash.size)
-        e_sorted = ei[by_e]
-        group = np.cumsum(np.r_[True, e_sorted[1:] != e_sorted[:-1]]) - 1
-        cnt_e = np.empty(ei.size, np.int64)
-        cnt_e[by_e] = np.bincount(group)[group]
-        weight = 1.0 / np.sqrt(cnt_q * cnt_e)
-        starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]])
-        ends = np.r_[starts[1:], refs.size]
-        enough = ends - starts >= min_hits
-        sel = np.repeat(enough, ends - starts)
-        qi, ei = qi[sel], ei[sel]
-        lens = (ends - starts)[enough]
-        return HitTable(ref_ids=[self.ref_ids[i] for i in refs[starts[enough]].tolist()],
-                        starts=np.cumsum(lens) - lens,
-                        flat=Hits(query_t=landmarks.t_s[qi].astype(np.float64),
-                                  ref_t=self._t[ei].astype(np.float64),
-                                  score=weight[sel],
-                                  span_s=landmarks.span_s[qi],
-                                  source="audio"))
+        # evidence for each of those meetings: its vote is split among them (_table_kernel).
+        qi, ti, weight, kept, starts = _table_kernel(ri, qi, ei, ti, len(self.ref_ids), int(min_hits))
+        return HitTable(ref_ids=[self.ref_ids[i] for i in kept.tolist()], starts=starts,
+                        flat=Hits(query_t=landmarks.t_s[qi].astype(np.float64), ref_t=ti.astype(np.float64),
+                                  score=weight, span_s=landmarks.span_s[qi], source="audio"))
 
     def save(self, path: Union[str, Path]) -> None:
         """Write the index atomically to ``path`` (an ``.npz`` file)."""
@@ -275,31 +249,23 @@ def _empty_table() -> HitTable:
     return HitTable([], np.zeros(0, np.int64), Hits.empty("audio"))
 
 
-def _lower_bound(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray) -> np.ndarray:
+@njit
+def _lower_bound(values, lo, hi, target):
     """Per row, the first index ``i`` in ``lo[row]:hi[row]`` with ``values[i] >= target[row]``
-    (``hi[row]`` if none); ``values`` must be sorted within each such range. Vectorized over rows:
-    one gather per halving step, for the rows still searching."""
-    lo, hi = lo.copy(), hi.copy()
-    act = np.flatnonzero(lo < hi)
-    while act.size:
-        mid = (lo[act] + hi[act]) >> 1
-        right = values[mid] < target[act]
-        lo[act[right]] = mid[right] + 1
-        hi[act[~right]] = mid[~right]
-        act = act[lo[act] < hi[act]]
-    return lo
-
-
-def _stable_order(keys: np.ndarray, key_max: int) -> np.ndarray:
-    """``np.argsort(keys, kind="stable")`` of non-negative ints below ``key_max``, by sorting
-    (key, position) packed in one uint64 where both fit: ~7x faster on millions of meetings,
-    as numpy's plain sort of 64-bit ints is much faster than its stable argsort."""
-    n = keys.size
-    pos_bits = max(1, int(n).bit_length())
-    if int(key_max).bit_length() + pos_bits > 64:
-        return np.argsort(keys, kind="stable")
-    packed = np.sort((keys.astype(np.uint64) << np.uint64(pos_bits)) | np.arange(n, dtype=np.uint64))
-    return (packed & np.uint64((1 << pos_bits) - 1)).astype(np.int64)
+    (``hi[row]`` if none); ``values`` must be sorted within each such range. Compiled, one binary
+    search per row (numpy's vectorized one made a pass over the rows per halving step)."""
+    out = np.empty(lo.size, np.int64)
+    for j in range(lo.size):
+        a, b = lo[j], hi[j]
+        x = target[j]
+        while a < b:
+            mid = (a + b) >> 1
+            if values[mid] < x:
+                a = mid + 1
+            else:
+                b = mid
+        out[j] = a
+    return out
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
@@ -326,3 +292,146 @@ def _in_bucket_order(h: np.ndarray) -> bool:
             return False
         prev = key[-1]
     return True
+
+
+def _warm_up(ix: "AudioIndex") -> None:
+    """Compile (or load from the on-disk cache) the lookup's kernels now, for the arrays of
+    ``ix`` (numba compiles a version per array type), not in the first query."""
+    none = np.zeros(1, np.int64)
+    _lower_bound(ix._hash, none, none, ix._hash[:1])
+    q, e, r, t = _meetings_kernel(none, none, none, 1, 0, ix._ref, ix._t)
+    _table_kernel(r, q, e, t, 1, 1)
+
+
+#: Bits of the reference number sorted on per pass of :func:`_table_kernel`'s radix sort: 2**11
+#: output streams stay in the caches, where one stream per reference (tens of thousands met by a
+#: query minute against 1,000 h) would miss on nearly every write.
+_RADIX_BITS = 11
+
+
+@njit
+def _meetings_kernel(q_of_row, lo, hi, cap, first, ref, t):
+    """:meth:`AudioIndex._meetings`' pairs from its lookup rows: row ``j`` (query landmark
+    ``q_of_row[j]``, rows sorted by landmark) meets the entries ``lo[j]:hi[j]``; rows meeting
+    more than ``cap`` entries are skipped. Returns ``(landmark + first, entry, ref[entry],
+    t[entry])``, each pair once, sorted by landmark then entry.
+
+    A landmark's ~50 rows (hypotheses, jitter) reach overlapping runs of entries: their union,
+    made by sorting the landmark's runs by start and sweeping, gives each entry once and in
+    order, where numpy wrote every pair out and sorted the millions of a query minute against
+    1,000 h. An entry's reference and time are read here, run by run, where the binary search
+    has just been: gathered later they would each cost a cache miss."""
+    n_rows = q_of_row.size
+    total = 0
+    for j in range(n_rows):
+        c = hi[j] - lo[j]
+        if 0 < c <= cap:
+            total += c
+    out_q = np.empty(total, np.int64)
+    out_e = np.empty(total, np.int64)
+    out_r = np.empty(total, np.int64)
+    out_t = np.empty(total, np.float32)
+    n = 0
+    a = 0
+    while a < n_rows:
+        b = a
+        while b < n_rows and q_of_row[b] == q_of_row[a]:
+            b += 1
+        starts = np.empty(b - a, np.int64)
+        ends = np.empty(b - a, np.int64)
+        m = 0
+        for j in range(a, b):
+            c = hi[j] - lo[j]
+            if 0 < c <= cap:
+                starts[m] = lo[j]
+                ends[m] = hi[j]
+                m += 1
+        by = np.argsort(starts[:m])
+        done = -1  # entries below it are out already
+        for k in range(m):
+            for x in range(max(starts[by[k]], done), ends[by[k]]):
+                out_q[n] = q_of_row[a] + first
+                out_e[n] = x
+                out_r[n] = ref[x]
+                out_t[n] = t[x]
+                n += 1
+            done = max(done, ends[by[k]])
+        a = b
+    return out_q[:n], out_e[:n], out_r[:n], out_t[:n]
+
+
+@njit
+def _table_kernel(ref, q, e, t, n_refs, min_hits):
+    """:meth:`AudioIndex.query_table`'s grouping of meetings (landmark ``q``, entry ``e`` of
+    reference ``ref`` at time ``t``; sorted by landmark, then entry) by reference:
+    ``(q, t, weight, kept, starts)``. References met fewer than ``min_hits`` times (or never)
+    are left out; the others' meetings come reference by reference in index order, each
+    reference's in input order; ``kept[g]`` is group ``g``'s reference and ``starts[g]`` its
+    first row. ``weight`` is ``1 / sqrt(c_q * c_e)``, ``c_q`` the entries of that reference its
+    landmark meets and ``c_e`` the landmarks its entry meets (an entry belongs to one reference,
+    so both are counted within the group). A stable radix sort by reference
+    (:data:`_RADIX_BITS`), where numpy needed three global sorts."""
+    count = np.zeros(n_refs, np.int64)
+    for i in range(ref.size):
+        count[ref[i]] += 1
+    n = 0
+    for i in range(ref.size):
+        if count[ref[i]] >= max(min_hits, 1):
+            n += 1
+    r1, q1, e1, t1 = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+                      np.empty(n, np.float32))
+    k = 0
+    for i in range(ref.size):
+        if count[ref[i]] >= max(min_hits, 1):
+            r1[k], q1[k], e1[k], t1[k] = ref[i], q[i], e[i], t[i]
+            k += 1
+    r2, q2, e2, t2 = np.empty_like(r1), np.empty_like(q1), np.empty_like(e1), np.empty_like(t1)
+    mask = (1 << _RADIX_BITS) - 1
+    shift = 0
+    while (n_refs - 1) >> shift > 0:  # least significant digit first: each pass is stable
+        pos = np.zeros(mask + 2, np.int64)
+        for i in range(n):
+            pos[((r1[i] >> shift) & mask) + 1] += 1
+        for d in range(mask + 1):
+            pos[d + 1] += pos[d]
+        for i in range(n):
+            d = (r1[i] >> shift) & mask
+            j = pos[d]
+            pos[d] += 1
+            r2[j], q2[j], e2[j], t2[j] = r1[i], q1[i], e1[i], t1[i]
+        r1, r2, q1, q2, e1, e2, t1, t2 = r2, r1, q2, q1, e2, e1, t2, t1
+        shift += _RADIX_BITS
+    n_groups = 0
+    for i in range(n):
+        if i == 0 or r1[i] != r1[i - 1]:
+            n_groups += 1
+    kept = np.empty(n_groups, np.int64)
+    starts = np.empty(n_groups, np.int64)
+    weight = np.empty(n)
+    g = 0
+    a = 0
+    while a < n:
+        b = a
+        while b < n and r1[b] == r1[a]:
+            b += 1
+        kept[g], starts[g] = r1[a], a
+        g += 1
+        i = a  # c_q: runs of one landmark (landmarks ascend within a reference)
+        while i < b:
+            j = i
+            while j < b and q1[j] == q1[i]:
+                j += 1
+            for x in range(i, j):
+                weight[x] = j - i
+            i = j
+        by = np.argsort(e1[a:b]) + a  # c_e: runs of one entry among the reference's meetings
+        i = 0
+        while i < b - a:
+            j = i
+            while j < b - a and e1[by[j]] == e1[by[i]]:
+                j += 1
+            for x in range(i, j):
+                weight[by[x]] = 1.0 / np.sqrt(weight[by[x]] * (j - i))
+            i = j
+        a = b
+    return q1, t1, weight, kept, starts

@@ -229,7 +229,7 @@ def test_looking_up_in_chunks_gives_the_same_hits(monkeypatch):
 
 
 def test_lower_bound_searches_each_range_as_searchsorted_would():
-    """The vectorized binary search of a lookup, against np.searchsorted range by range: ranges
+    """The compiled binary search of a lookup, against np.searchsorted range by range: ranges
     empty, of one entry and of thousands, targets below, inside, equal to and above their values."""
     from audio.index import _lower_bound
 
@@ -245,11 +245,49 @@ def test_lower_bound_searches_each_range_as_searchsorted_would():
         np.testing.assert_array_equal(got, want)
 
 
-def test_stable_order_is_a_stable_argsort_packed_or_not():
-    from audio.index import _stable_order
+def test_meetings_kernel_gives_each_landmark_entry_pair_once_in_order():
+    """The union of a landmark's overlapping entry runs, against a set built pair by pair: runs
+    nested, overlapping, touching, repeated, empty and over the cap, landmarks with none."""
+    from audio.index import _meetings_kernel
 
-    rng = np.random.default_rng(8)
-    for key_max in (3, 1000, 2 ** 40):  # many ties; few; too wide to pack with the positions
-        keys = rng.integers(0, key_max, 50_000)
-        np.testing.assert_array_equal(_stable_order(keys, key_max), np.argsort(keys, kind="stable"))
-    assert _stable_order(np.zeros(0, np.int64), 10).size == 0
+    rng = np.random.default_rng(9)
+    n_rows = 2000
+    q_of_row = np.sort(rng.integers(0, 300, n_rows))
+    lo = rng.integers(0, 5000, n_rows)
+    hi = lo + rng.choice([0, 1, 3, 20, 80], n_rows)
+    ref = rng.integers(0, 40, 5100).astype(np.uint32)
+    t = rng.random(5100).astype(np.float32)
+    cap, first = 50, 1000
+    q, e, r, tt = _meetings_kernel(q_of_row, lo, hi, cap, first, ref, t)
+    want = sorted({(int(a) + first, x) for a, b, c in zip(q_of_row, lo, hi) if 0 < c - b <= cap
+                   for x in range(b, c)})
+    assert len(want) > 5000
+    assert list(zip(q.tolist(), e.tolist())) == want
+    np.testing.assert_array_equal(r, ref[e])
+    np.testing.assert_array_equal(tt, t[e])
+
+
+def test_table_kernel_groups_by_reference_and_splits_votes():
+    """Grouping and weights against a plain numpy statement of them: per reference (index order)
+    its meetings in input order, weight 1 / sqrt(c_q * c_e), references under min_hits left out."""
+    from audio.index import _table_kernel
+
+    rng = np.random.default_rng(10)
+    n, n_refs = 8000, 1000
+    pairs = np.unique(np.c_[rng.integers(0, 300, n), rng.integers(0, 10_000, n)], axis=0)  # by (q, e)
+    q, e = pairs[:, 0], pairs[:, 1]
+    ref = e % n_refs  # an entry belongs to one reference
+    t = (e * 0.01).astype(np.float32)
+    for min_hits in (0, 1, 7, 10**9):
+        gq, gt, weight, kept, starts = _table_kernel(ref, q, e, t, n_refs, min_hits)
+        count = np.bincount(ref, minlength=n_refs)
+        want_refs = np.flatnonzero((count > 0) & (count >= min_hits))
+        np.testing.assert_array_equal(kept, want_refs)
+        order = np.concatenate([np.flatnonzero(ref == r) for r in want_refs] + [np.zeros(0, np.int64)])
+        np.testing.assert_array_equal(gq, q[order])
+        np.testing.assert_array_equal(gt, t[order])
+        np.testing.assert_array_equal(starts, np.r_[0, np.cumsum(count[want_refs])[:-1]][:len(want_refs)])
+        c_q = np.array([np.sum((ref == ref[i]) & (q == q[i])) for i in order])
+        c_e = np.array([np.sum(e == e[i]) for i in order])
+        np.testing.assert_array_equal(weight, 1.0 / np.sqrt(c_q * c_e))
+    assert len(_table_kernel(ref, q, e, t, n_refs, 7)[3]) > 100  # the case above was not empty
