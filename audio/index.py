@@ -303,6 +303,15 @@ def _warm_up(ix: "AudioIndex") -> None:
     _table_kernel(r, q, e, t, 1, 1)
 
 
+@njit
+def _run_end(keys, i, end):
+    """The first index after ``i`` (``end`` at most) whose key differs from ``keys[i]``."""
+    j = i + 1
+    while j < end and keys[j] == keys[i]:
+        j += 1
+    return j
+
+
 #: Bits of the reference number sorted on per pass of :func:`_table_kernel`'s radix sort: 2**11
 #: output streams stay in the caches, where one stream per reference (tens of thousands met by a
 #: query minute against 1,000 h) would miss on nearly every write.
@@ -334,9 +343,7 @@ def _meetings_kernel(q_of_row, lo, hi, cap, first, ref, t):
     n = 0
     a = 0
     while a < n_rows:
-        b = a
-        while b < n_rows and q_of_row[b] == q_of_row[a]:
-            b += 1
+        b = _run_end(q_of_row, a, n_rows)
         starts = np.empty(b - a, np.int64)
         ends = np.empty(b - a, np.int64)
         m = 0
@@ -411,16 +418,12 @@ def _table_kernel(ref, q, e, t, n_refs, min_hits):
     g = 0
     a = 0
     while a < n:
-        b = a
-        while b < n and r1[b] == r1[a]:
-            b += 1
+        b = _run_end(r1, a, n)
         kept[g], starts[g] = r1[a], a
         g += 1
         i = a  # c_q: runs of one landmark (landmarks ascend within a reference)
         while i < b:
-            j = i
-            while j < b and q1[j] == q1[i]:
-                j += 1
+            j = _run_end(q1, i, b)
             for x in range(i, j):
                 weight[x] = j - i
             i = j
