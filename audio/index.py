@@ -298,7 +298,7 @@ def _warm_up(ix: "AudioIndex") -> None:
     """Compile (or load from the on-disk cache) the lookup's kernels now, for the arrays of
     ``ix`` (numba compiles a version per array type), not in the first query."""
     none = np.zeros(1, np.int64)
-    _lower_bound(ix._hash, none, none, ix._hash[:1])
+    _lower_bound(ix._hash, none, none, np.zeros(1, np.uint64))  # a target of the type a lookup makes
     q, e, r, t = _meetings_kernel(none, none, none, 1, 0, ix._ref, ix._t)
     _table_kernel(r, q, e, t, 1, 1)
 
