@@ -35,19 +35,34 @@ def best_line(q: np.ndarray, r: np.ndarray, w: np.ndarray, p: VoteParams) -> Tup
     counts whole). Ties go to the first slope of the grid and the first bin; each bin sums its
     hits in input order. The offset is the weighted mean of the cell's hits' offsets.
     """
-    grid = _slope_grid(p)
-    if q.size == 0:
+    if np.size(q) == 0:
         return (1.0, 0.0, -1.0)
+    j, offset, votes = _line_kernel(_kernel_array(q), _kernel_array(r), _kernel_array(w),
+                                    _kernel_array(_slope_grid(p)), float(p.offset_bin_s))
+    return (1.0, 0.0, -1.0) if j < 0 else (float(_slope_grid(p)[j]), float(offset), float(votes))
+
+
+@njit
+def _line_kernel(q, r, w, grid, bin_s):
+    """:func:`best_line` of ``q.size >= 1`` hits: ``(slope index or -1, offset, votes)``. The
+    weighted mean sums in hit order."""
     span = (r.max() - r.min()) + max(abs(grid[0]), abs(grid[-1])) * (q.max() - q.min())
-    n_bins = int(span / p.offset_bin_s) + 3  # enough for every slope's offsets, plus a neighbour
-    q, r, w = _kernel_array(q), _kernel_array(r), _kernel_array(w)
-    j, i, top = _best_cell(q, r, w, _kernel_array(grid), float(p.offset_bin_s), n_bins)
+    n_bins = int(span / bin_s) + 3  # enough for every slope's offsets, plus a neighbour
+    j, i, top = _best_cell(q, r, w, grid, bin_s, n_bins)
     if j < 0:
-        return (1.0, 0.0, -1.0)
-    b = r - grid[j] * q
-    k = ((b - b.min()) / p.offset_bin_s).astype(np.int64)
-    sel = (k == i) | (k == i + 1)
-    return (float(grid[j]), float(np.average(b[sel], weights=w[sel])), float(top))
+        return -1, 0.0, -1.0
+    s = grid[j]
+    lo = np.inf
+    for t in range(q.size):
+        lo = min(lo, r[t] - s * q[t])
+    num, den = 0.0, 0.0
+    for t in range(q.size):
+        b = r[t] - s * q[t]
+        k = int((b - lo) / bin_s)
+        if k == i or k == i + 1:
+            num += b * w[t]
+            den += w[t]
+    return j, num / den, top
 
 
 @njit
@@ -85,23 +100,6 @@ def _best_cell(q, r, w, grid, bin_s, n_bins):
     return best_j, best_i, best
 
 
-def _refit(q, r, w, slope, offset, p: VoteParams):
-    """Weighted least-squares refit of ``r = s*q + b`` on the inliers, twice; keeps the grid line
-    if the fit leaves the allowed slope range or has too few points to trust."""
-    for _ in range(2):
-        inl = np.abs(r - (slope * q + offset)) <= p.inlier_tol_s
-        if inl.sum() < 3 or np.ptp(q[inl]) < 0.5:
-            return slope, offset, inl
-        A = np.stack([q[inl], np.ones(int(inl.sum()))], axis=1)
-        sw = np.sqrt(w[inl])
-        (s_new, b_new), *_ = np.linalg.lstsq(A * sw[:, None], r[inl] * sw, rcond=None)
-        if not (p.min_slope <= s_new <= p.max_slope):
-            break
-        slope, offset = float(s_new), float(b_new)
-    inl = np.abs(r - (slope * q + offset)) <= p.inlier_tol_s
-    return slope, offset, inl
-
-
 def find_segments(hits: Hits, p: VoteParams) -> List[Segment]:
     """Aligned segments of one (query, reference) pair, strongest first.
 
@@ -116,46 +114,44 @@ def find_segments(hits: Hits, p: VoteParams) -> List[Segment]:
     ``ref_start/end`` on the fitted line, ``score`` = summed inlier weight, ``slope`` the fitted
     speed, ``n_hits`` the inlier count. ``ref_id``/``query_id`` are left for the caller.
 
+    How: up to ``4 * max_segments`` rounds (a line with no usable cluster still uses one up), each
+    on the hits no earlier line took: the :func:`best_line` cell (a round with fewer than
+    ``min_hits`` votes ends the pair), a weighted least-squares refit of ``r = s*q + b`` on the hits
+    within ``inlier_tol_s`` of it (twice; the grid line stays if the fit leaves the slope range or
+    has under 3 hits spanning 0.5 s), its inliers split at query gaps over ``max_gap_s``, each part's
+    ends trimmed to hits with ``edge_support`` others within ``edge_window_s``, and parts weighing
+    ``min_hits`` over ``min_len_s`` kept. Then the strongest first, dropping those that overlap a
+    stronger one by more than ``max_query_overlap`` of their own span. Compiled
+    (:func:`_vote_kernel`, shared with :func:`find_segments_many`).
+
     >>> segs = find_segments(hits["R000001"], AUDIO_VOTE)    # doctest: +SKIP
     >>> segs[0].query_start, segs[0].ref_start, segs[0].slope # doctest: +SKIP
     (15.02, 20.0, 1.0)
     """
-    q = np.asarray(hits.query_t, float)
-    r = np.asarray(hits.ref_t, float)
-    w = np.asarray(hits.score, float)
-    span = np.asarray(hits.span_s, float)
-    alive = np.ones(q.size, bool)
-    segments: List[Segment] = []
-    for _ in range(4 * p.max_segments):  # lines with no usable cluster still use up a round
-        if len(segments) >= p.max_segments or alive.sum() < p.min_hits:
-            break
-        idx = np.flatnonzero(alive)
-        slope, offset, votes = best_line(q[idx], r[idx], w[idx], p)
-        if votes < p.min_hits:
-            break
-        slope, offset, inl = _refit(q[idx], r[idx], w[idx], slope, offset, p)
-        members = idx[inl]
-        alive[members] = False
-        if members.size == 0:
-            break
-        members = members[np.argsort(q[members], kind="stable")]
-        breaks = np.flatnonzero(np.diff(q[members]) > p.max_gap_s) + 1
-        for grp in np.split(members, breaks):
-            grp = _trim_edges(grp, q, p)
-            if w[grp].sum() < p.min_hits:
-                continue
-            qs = float(q[grp].min())
-            qe = float((q[grp] + span[grp]).max())
-            if qe - qs < p.min_len_s:
-                continue
-            rs, re_ = slope * qs + offset, slope * qe + offset
-            if re_ <= 0:
-                continue
-            segments.append(Segment(query_start=max(qs, 0.0), query_end=qe, ref_start=max(rs, 0.0),
-                                    ref_end=re_, score=float(w[grp].sum()), slope=slope,
-                                    n_hits=int(grp.size), evidence={hits.source: int(grp.size)},
-                                    strength={hits.source: float(w[grp].sum())},
-                                    lengths={hits.source: qe - max(qs, 0.0)}))
+    n = len(hits.query_t)
+    return _vote(hits.query_t, hits.ref_t, hits.score, hits.span_s, np.zeros(1, np.int64),
+                 np.full(1, n, np.int64), p, hits.source)[0]
+
+
+def _vote(q, r, w, span, starts, ends, p: VoteParams, source: str) -> List[List[Segment]]:
+    """:func:`find_segments` of pairs ``starts[i]:ends[i]`` of the flat hit arrays, one list each."""
+    q, r, w, span = _kernel_array(q), _kernel_array(r), _kernel_array(w), _kernel_array(span)
+    knobs = np.array([p.offset_bin_s, p.inlier_tol_s, p.min_hits, p.max_gap_s, p.edge_window_s, p.min_len_s,
+                      p.min_slope, p.max_slope], np.float64)
+    pair, vals, n_hits = _vote_kernel(q, r, w, span, _kernel_array(starts, np.int64),
+                                      _kernel_array(ends, np.int64), _kernel_array(_slope_grid(p)), knobs,
+                                      int(p.max_segments), int(p.edge_support))
+    found: List[List[Segment]] = [[] for _ in range(len(starts))]
+    for i, (qs, qe, rs, re_, score, slope), n in zip(pair.tolist(), vals.tolist(), n_hits.tolist()):
+        found[i].append(Segment(query_start=qs, query_end=qe, ref_start=rs, ref_end=re_, score=score, slope=slope,
+                                n_hits=n, evidence={source: n}, strength={source: score},
+                                lengths={source: qe - qs}))
+    return [_apart(segs, p) if segs else segs for segs in found]
+
+
+def _apart(segments: List[Segment], p: VoteParams) -> List[Segment]:
+    """The strongest first, without those overlapping a stronger one by more than
+    ``max_query_overlap`` of their own query span (repeats), at most ``max_segments``."""
     segments.sort(key=lambda s: -s.score)
     kept: List[Segment] = []
     for seg in segments:
@@ -169,17 +165,165 @@ def _overlap(a: Segment, b: Segment) -> float:
     return max(0.0, min(a.query_end, b.query_end) - max(a.query_start, b.query_start))
 
 
-def _trim_edges(grp: np.ndarray, q: np.ndarray, p: VoteParams) -> np.ndarray:
-    """Drop inliers at either end of a query-sorted group that lack ``edge_support`` neighbours."""
-    if p.edge_support <= 0 or grp.size == 0:
-        return grp
-    t = q[grp]
-    lo = np.searchsorted(t, t - p.edge_window_s, side="left")
-    hi = np.searchsorted(t, t + p.edge_window_s, side="right")
-    ok = np.flatnonzero((hi - lo - 1) >= p.edge_support)
-    if ok.size == 0:
-        return grp[:0]
-    return grp[ok[0]:ok[-1] + 1]
+@njit
+def _vote_kernel(q, r, w, span, starts, ends, grid, knobs, max_segments, edge_support):
+    """:func:`find_segments`' rounds for pairs ``starts[i]:ends[i]`` of the hit arrays, before
+    repeats are dropped: ``(pair (n,), values (n, 6), inliers (n,))``, one row a segment, values
+    ``query_start, query_end, ref_start, ref_end, score, slope`` (starts clipped at 0).
+    ``knobs``: ``offset_bin_s, inlier_tol_s, min_hits, max_gap_s, edge_window_s, min_len_s,
+    min_slope, max_slope``. Weights are summed in hit order (inliers in query-time order), where
+    numpy summed pairwise: sums can differ in the last bits. Compiled: the voter meets hundreds of
+    chance pairs per query minute against a large index, each ~0.5 ms in numpy."""
+    bin_s, tol, min_hits, max_gap, window, min_len, min_slope, max_slope = (
+        knobs[0], knobs[1], knobs[2], knobs[3], knobs[4], knobs[5], knobs[6], knobs[7])
+    most = 0
+    for i in range(starts.size):
+        most = max(most, ends[i] - starts[i])
+    alive = np.empty(most, np.bool_)
+    idx = np.empty(most, np.int64)
+    qq, rr, ww = np.empty(most), np.empty(most), np.empty(most)
+    inl = np.empty(most, np.bool_)
+    mem = np.empty(most, np.int64)
+    qm = np.empty(most)
+    cap = 16
+    out_pair = np.empty(cap, np.int64)
+    out_vals = np.empty((cap, 6))
+    out_n = np.empty(cap, np.int64)
+    n_out = 0
+    for i in range(starts.size):
+        a, m = starts[i], ends[i] - starts[i]
+        alive[:m] = True
+        n_alive, n_segs = m, 0
+        for _ in range(4 * max_segments):
+            if n_segs >= max_segments or n_alive < min_hits:
+                break
+            c = 0
+            for t in range(m):
+                if alive[t]:
+                    idx[c], qq[c], rr[c], ww[c] = t, q[a + t], r[a + t], w[a + t]
+                    c += 1
+            slope, offset, votes = 1.0, 0.0, -1.0
+            if c > 0:
+                j, off, top = _line_kernel(qq[:c], rr[:c], ww[:c], grid, bin_s)
+                if j >= 0:
+                    slope, offset, votes = grid[j], off, top
+            if votes < min_hits:
+                break
+            slope, offset = _refit(qq[:c], rr[:c], ww[:c], slope, offset, tol, min_slope, max_slope, inl)
+            nm = 0
+            for t in range(c):
+                if inl[t]:
+                    mem[nm] = idx[t]
+                    qm[nm] = q[a + idx[t]]
+                    nm += 1
+            if nm == 0:
+                break
+            for t in range(nm):
+                alive[mem[t]] = False
+            n_alive -= nm
+            members = mem[:nm][np.argsort(qm[:nm], kind="mergesort")]  # by query time, ties in hit order
+            g0 = 0
+            for g in range(1, nm + 1):  # parts split at query-time gaps
+                if g < nm and q[a + members[g]] - q[a + members[g - 1]] <= max_gap:
+                    continue
+                lo, hi = _trim(q, a, members, g0, g, window, edge_support)
+                g0 = g
+                score = 0.0
+                for t in range(lo, hi):
+                    score += w[a + members[t]]
+                if hi <= lo or score < min_hits:
+                    continue
+                qs = q[a + members[lo]]
+                qe = -np.inf
+                for t in range(lo, hi):
+                    qe = max(qe, q[a + members[t]] + span[a + members[t]])
+                if qe - qs < min_len:
+                    continue
+                rs, re_ = slope * qs + offset, slope * qe + offset
+                if re_ <= 0:
+                    continue
+                if n_out == cap:
+                    cap *= 2
+                    out_pair, out_vals, out_n = _grown(out_pair, cap), _grown(out_vals, cap), _grown(out_n, cap)
+                out_pair[n_out], out_n[n_out] = i, hi - lo
+                out_vals[n_out, 0], out_vals[n_out, 1] = max(qs, 0.0), qe
+                out_vals[n_out, 2], out_vals[n_out, 3] = max(rs, 0.0), re_
+                out_vals[n_out, 4], out_vals[n_out, 5] = score, slope
+                n_out += 1
+                n_segs += 1
+    return out_pair[:n_out], out_vals[:n_out], out_n[:n_out]
+
+
+@njit
+def _grown(a, size):
+    b = np.empty((size,) + a.shape[1:], a.dtype)
+    b[:a.shape[0]] = a
+    return b
+
+
+@njit
+def _refit(q, r, w, slope, offset, tol, min_slope, max_slope, inl):
+    """Weighted least-squares refit of ``r = s*q + b`` on the inliers (``inl``, filled), twice;
+    keeps the grid line if the fit leaves the allowed slope range or has too few points (3, over
+    0.5 s) to trust. Returns ``(slope, offset)``."""
+    for _ in range(2):
+        n_in, q_lo, q_hi = 0, np.inf, -np.inf
+        for t in range(q.size):
+            inl[t] = abs(r[t] - (slope * q[t] + offset)) <= tol
+            if inl[t]:
+                n_in += 1
+                q_lo, q_hi = min(q_lo, q[t]), max(q_hi, q[t])
+        if n_in < 3 or q_hi - q_lo < 0.5:
+            return slope, offset
+        sw, sq, sr, negative = 0.0, 0.0, 0.0, False
+        for t in range(q.size):
+            if inl[t]:
+                sw += w[t]
+                sq += w[t] * q[t]
+                sr += w[t] * r[t]
+                negative = negative or w[t] < 0
+        if negative or sw <= 0:  # no weighted fit (numpy's took square roots of the weights)
+            break
+        q_mean, r_mean = sq / sw, sr / sw
+        sqq, sqr = 0.0, 0.0
+        for t in range(q.size):  # centred sums: well conditioned however late in the query
+            if inl[t]:
+                dq = q[t] - q_mean
+                sqq += w[t] * dq * dq
+                sqr += w[t] * dq * (r[t] - r_mean)
+        if sqq <= 0:
+            break
+        s_new = sqr / sqq
+        if not (min_slope <= s_new <= max_slope):
+            break
+        slope, offset = s_new, r_mean - s_new * q_mean
+    for t in range(q.size):
+        inl[t] = abs(r[t] - (slope * q[t] + offset)) <= tol
+    return slope, offset
+
+
+@njit
+def _trim(q, a, members, g0, g1, window, support):
+    """``(lo, hi)``: the part ``members[g0:g1]`` (query-time order) without the hits at either end
+    that have fewer than ``support`` others within ``window`` seconds: a lone chance hit near a copy
+    must not stretch it. ``hi <= lo`` if none has."""
+    if support <= 0:
+        return g0, g1
+    lo = hi = g0
+    first, last = -1, -1
+    for t in range(g0, g1):
+        x = q[a + members[t]]
+        while lo < g1 and q[a + members[lo]] < x - window:
+            lo += 1
+        while hi < g1 and q[a + members[hi]] <= x + window:
+            hi += 1
+        if hi - lo - 1 >= support:
+            if first < 0:
+                first = t
+            last = t
+    if first < 0:
+        return g0, g0
+    return first, last + 1
 
 
 #: Slopes of the coarse grid that :func:`may_align` scans first. More slopes make its offset bins
@@ -352,14 +496,27 @@ def warm_up() -> None:
     find_segments_many({"warm-up": hits}, VoteParams())  # both kernels: 12 votes on one line
 
 
-def find_segments_many(hits: Union[Dict[str, Hits], HitTable], p: VoteParams) -> Dict[str, List[Segment]]:
+def find_segments_many(hits: Union[Dict[str, Hits], HitTable], p: VoteParams,
+                       every_pair: bool = True) -> Dict[str, List[Segment]]:
     """:func:`find_segments` of every pair in ``hits`` (``{ref_id: Hits}``, or a
-    :class:`HitTable`); pairs that :func:`may_align` rules out get ``[]`` without running the
-    voter (and, from a table, without a :class:`Hits` being made for them)."""
-    if isinstance(hits, HitTable):
-        keep = may_align(hits, p)
-        return {rid: (find_segments(hits.hits(i), p) if k else [])
-                for i, (rid, k) in enumerate(zip(hits.ref_ids, keep))}
-    ids = list(hits)
-    keep = may_align([hits[i] for i in ids], p)
-    return {rid: (find_segments(hits[rid], p) if k else []) for rid, k in zip(ids, keep)}
+    :class:`HitTable`), in one call of the compiled voter; pairs that :func:`may_align` rules out
+    get ``[]`` without being voted on (and, from a table, without a :class:`Hits` being made).
+    ``every_pair=False``: only the pairs with a segment, what a caller that merges segments needs
+    (a large index meets tens of thousands of references per query by chance, and a dict of their
+    empty lists cost ~0.1 s per query minute at 1,000 h)."""
+    if not isinstance(hits, HitTable):
+        ids = list(hits)
+        parts = [hits[i] for i in ids]
+        sizes = np.array([len(h.query_t) for h in parts], np.int64)
+        flat = Hits(*(np.concatenate([np.zeros(0)] + [np.asarray(getattr(h, a), np.float64) for h in parts])
+                      for a in ("query_t", "ref_t", "score", "span_s")), parts[0].source if parts else "")
+        hits = HitTable(ids, np.cumsum(sizes) - sizes, flat)
+    keep = np.flatnonzero(may_align(hits, p))
+    starts = np.asarray(hits.starts, np.int64)
+    f = hits.flat
+    found = _vote(f.query_t, f.ref_t, f.score, f.span_s, starts[keep], (starts + hits.sizes)[keep], p, f.source)
+    out: Dict[str, List[Segment]] = {rid: [] for rid in hits.ref_ids} if every_pair else {}
+    for i, segs in zip(keep.tolist(), found):
+        if segs or every_pair:
+            out[hits.ref_ids[i]] = segs
+    return out

@@ -124,8 +124,9 @@ def _best_line_one_slope_at_a_time(q, r, w, p):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_best_line_is_the_plain_definition(seed):
-    """The compiled histograms find the very cell (bit for bit) that numpy's do, with positive
-    weights and with weights of both signs (where an empty bin can be the best cell)."""
+    """The compiled histograms find the very cell (slope and votes bit for bit) that numpy's do,
+    with positive weights and with weights of both signs (where an empty bin can be the best
+    cell); the offset, a weighted mean summed in hit order, to the last few bits of numpy's."""
     from fusion import voting
 
     rng = np.random.default_rng(seed)
@@ -133,7 +134,9 @@ def test_best_line_is_the_plain_definition(seed):
     w = rng.uniform(0.2, 1.0, hits.query_t.size) if seed < 3 else rng.uniform(-1.0, 0.3, hits.query_t.size)
     for p in (AUDIO_VOTE, VoteParams(slope_step=0.02, offset_bin_s=0.5)):
         want = _best_line_one_slope_at_a_time(hits.query_t, hits.ref_t, w, p)
-        assert voting.best_line(hits.query_t, hits.ref_t, w, p) == want
+        got = voting.best_line(hits.query_t, hits.ref_t, w, p)
+        assert (got[0], got[2]) == (want[0], want[2])
+        assert got[1] == pytest.approx(want[1], rel=1e-12, abs=1e-12)
     assert voting.best_line(np.zeros(0), np.zeros(0), np.zeros(0), AUDIO_VOTE) == (1.0, 0.0, -1.0)
 
 
@@ -186,6 +189,88 @@ def test_find_segments_many_is_find_segments_of_each_pair():
     assert list(got) == list(hits)
     assert got == {rid: find_segments(h, AUDIO_VOTE) for rid, h in hits.items()}
     assert [len(got[k]) for k in hits] == [1, 0, 2]
+    assert find_segments_many(hits, AUDIO_VOTE, every_pair=False) == {"copy": got["copy"], "two": got["two"]}
+
+
+def _find_segments_plain(q, r, w, span, p):
+    """The voter's plain definition, in numpy (what find_segments was before it was compiled):
+    rounds of best_line, a least-squares refit on the inliers, splits at gaps, trimmed ends;
+    then repeats dropped. ``(query_start, query_end, ref_start, ref_end, score, slope, n_hits)``."""
+    from fusion.voting import best_line
+
+    alive, raw = np.ones(q.size, bool), []
+    for _ in range(4 * p.max_segments):
+        if len(raw) >= p.max_segments or alive.sum() < p.min_hits:
+            break
+        idx = np.flatnonzero(alive)
+        slope, offset, votes = best_line(q[idx], r[idx], w[idx], p)
+        if votes < p.min_hits:
+            break
+        for _ in range(2):
+            inl = np.abs(r[idx] - (slope * q[idx] + offset)) <= p.inlier_tol_s
+            if inl.sum() < 3 or np.ptp(q[idx][inl]) < 0.5:
+                break
+            sw = np.sqrt(w[idx][inl])
+            a = np.stack([q[idx][inl], np.ones(int(inl.sum()))], axis=1) * sw[:, None]
+            (s_new, b_new), *_ = np.linalg.lstsq(a, r[idx][inl] * sw, rcond=None)
+            if not p.min_slope <= s_new <= p.max_slope:
+                break
+            slope, offset = float(s_new), float(b_new)
+        members = idx[np.abs(r[idx] - (slope * q[idx] + offset)) <= p.inlier_tol_s]
+        alive[members] = False
+        if members.size == 0:
+            break
+        members = members[np.argsort(q[members], kind="stable")]
+        for grp in np.split(members, np.flatnonzero(np.diff(q[members]) > p.max_gap_s) + 1):
+            t = q[grp]
+            lo = np.searchsorted(t, t - p.edge_window_s, side="left")
+            hi = np.searchsorted(t, t + p.edge_window_s, side="right")
+            ok = np.flatnonzero(hi - lo - 1 >= p.edge_support)
+            grp = grp[ok[0]:ok[-1] + 1] if ok.size else grp[:0]
+            if w[grp].sum() < p.min_hits:
+                continue
+            qs, qe = float(q[grp].min()), float((q[grp] + span[grp]).max())
+            if qe - qs < p.min_len_s or slope * qe + offset <= 0:
+                continue
+            raw.append((max(qs, 0.0), qe, max(slope * qs + offset, 0.0), slope * qe + offset, float(w[grp].sum()),
+                        slope, int(grp.size)))
+    kept = []
+    for seg in sorted(raw, key=lambda s: -s[4]):
+        if all(max(0.0, min(seg[1], k[1]) - max(seg[0], k[0])) <= p.max_query_overlap * (seg[1] - seg[0])
+               for k in kept):
+            kept.append(seg)
+    return kept[:p.max_segments]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_compiled_voter_is_the_plain_definition(seed):
+    """Lines at several speeds, some split by gaps, a repeat, stray hits near their ends and
+    noise, with unit and uneven weights, audio's and visual's knobs: the compiled voter gives the
+    plain definition's segments (its sums in hit order, numpy's pairwise: equal to ~1e-9)."""
+    from fusion import VISUAL_VOTE
+
+    rng = np.random.default_rng(seed)
+    parts = [noise_hits(int(rng.integers(50, 400)), 120.0, 300.0, seed=seed)]
+    for k in range(int(rng.integers(1, 5))):
+        q0 = float(rng.uniform(0, 100))
+        parts.append(line_hits(q0, q0 + float(rng.uniform(1.5, 20)), float(rng.uniform(0, 250)),
+                               float(np.exp(rng.uniform(np.log(0.6), np.log(1.8)))), per_s=float(rng.uniform(3, 25)),
+                               jitter_s=0.01, seed=100 * seed + k))
+    hits = make(*parts)
+    w = np.ones(len(hits)) if seed % 2 else rng.uniform(0.3, 1.0, len(hits))
+    span = rng.uniform(0.0, 0.6, len(hits))
+    hits = Hits(hits.query_t, hits.ref_t, w, span, "audio")
+    n_found = 0
+    for p in (AUDIO_VOTE, VoteParams(), VISUAL_VOTE, VoteParams(min_hits=4.0, max_segments=2)):
+        want = _find_segments_plain(hits.query_t, hits.ref_t, w, span, p)
+        got = [(s.query_start, s.query_end, s.ref_start, s.ref_end, s.score, s.slope, s.n_hits)
+               for s in find_segments(hits, p)]
+        assert len(got) == len(want)
+        for g, x in zip(got, want):
+            assert g[6] == x[6]
+            assert g[:6] == pytest.approx(x[:6], rel=1e-9, abs=1e-9)
+        n_found += len(got)
+    assert n_found >= 5  # not vacuous
 
 
 def test_may_align_holds_at_its_worst_case_min_hits_on_one_line_over_the_whole_query():
