@@ -351,9 +351,12 @@ def may_align(hits: Union[Sequence[Hits], HitTable], p: VoteParams) -> np.ndarra
        ``>= p.min_hits``. Pairs with no such bins are out; in the others, only the hits inside
        such heavy runs of bins are kept for ``S``.
     2. Fine: every slope of the voter's grid is histogrammed on the hits kept for its nearest
-       coarse slope, which hold ``H``, in bins of ``offset_bin_s``. They start at the kept hits'
-       smallest offset, not the pair's, so the voter's two bins lie within three of these: a
-       pair passes if three adjacent bins at some grid slope weigh ``>= p.min_hits``.
+       coarse slope, which hold ``H``, in bins of ``offset_bin_s``. The voter's two bins, whatever
+       their origin, lie within three of these: a pair passes if three adjacent bins at some grid
+       slope weigh ``>= p.min_hits``.
+
+    Neither stage's bins need the voter's origin, so both start at a bound of the pair's offsets
+    at the slope (``min r - s * max q``) and bin in one pass.
 
     The coarse stage is one pass over a pair's hits per coarse slope, the fine stage sees only
     kept hits, and a pair stops at its first pass; both run compiled
@@ -411,7 +414,6 @@ def _may_align_kernel(q, r, w, starts, ends, coarse, eps, grid, nearest, bin_s, 
     most = 0
     for i in range(n):
         most = max(most, ends[i] - starts[i])
-    off = np.empty(most)
     cell = np.empty(most, np.int64)
     kept = np.empty(most, np.int64)
     table = np.zeros(64)
@@ -420,12 +422,11 @@ def _may_align_kernel(q, r, w, starts, ends, coarse, eps, grid, nearest, bin_s, 
         m = ends[i] - a
         if m < max(1.0, mh):  # the voter stops below min_hits hits
             continue
-        q_lo = q[a]
-        q_hi = q[a]
+        q_lo, q_hi, r_lo, r_hi = q[a], q[a], r[a], r[a]
         negative = False
         for k in range(a, a + m):
-            q_lo = min(q_lo, q[k])
-            q_hi = max(q_hi, q[k])
+            q_lo, q_hi = min(q_lo, q[k]), max(q_hi, q[k])
+            r_lo, r_hi = min(r_lo, r[k]), max(r_hi, r[k])
             negative = negative or w[k] < 0
         if negative:  # a subset could outweigh the whole: the voter must see the pair
             out[i] = True
@@ -434,18 +435,17 @@ def _may_align_kernel(q, r, w, starts, ends, coarse, eps, grid, nearest, bin_s, 
         inv = 2.0 / (2 * bin_s + eps * (q_hi - q_lo) + 1e-6)
         for j in range(coarse.size):
             s = coarse[j]
-            lo = np.inf
-            for k in range(m):
-                off[k] = r[a + k] - s * q[a + k]
-                lo = min(lo, off[k])
-            top = 0
-            for k in range(m):
-                cell[k] = int((off[k] - lo) * inv)
-                top = max(top, cell[k])
+            # Bins start at a bound of the offsets (three bins of any origin hold a run shorter
+            # than two), so that binning is one pass; the last bits' rounding can put an offset
+            # just under it, in bin 0 all the same (int() rounds towards 0).
+            lo = r_lo - s * q_hi
+            top = int((r_hi - s * q_lo - lo) * inv) + 1
             if table.size < top + 3:
                 table = np.zeros(2 * (top + 3))
             for k in range(m):
-                table[cell[k]] += w[a + k]
+                c = int((r[a + k] - s * q[a + k] - lo) * inv)
+                cell[k] = c
+                table[c] += w[a + k]
             n_kept = 0  # hits in a bin that a heavy run of three covers
             for k in range(m):
                 c = cell[k]
@@ -462,18 +462,14 @@ def _may_align_kernel(q, r, w, starts, ends, coarse, eps, grid, nearest, bin_s, 
                 if nearest[g] != j:
                     continue
                 s = grid[g]
-                lo = np.inf
-                for t in range(n_kept):
-                    off[t] = r[kept[t]] - s * q[kept[t]]
-                    lo = min(lo, off[t])
-                top = 0
-                for t in range(n_kept):
-                    cell[t] = int((off[t] - lo) * inv_fine)
-                    top = max(top, cell[t])
+                lo = r_lo - s * q_hi
+                top = int((r_hi - s * q_lo - lo) * inv_fine) + 1
                 if table.size < top + 3:
                     table = np.zeros(2 * (top + 3))
                 for t in range(n_kept):
-                    table[cell[t]] += w[kept[t]]
+                    c = int((r[kept[t]] - s * q[kept[t]] - lo) * inv_fine)
+                    cell[t] = c
+                    table[c] += w[kept[t]]
                 for t in range(n_kept):
                     c = cell[t]
                     if table[c] + table[c + 1] + table[c + 2] >= mh:
