@@ -25,6 +25,11 @@ ASSETS = Path(__file__).resolve().parents[1] / "model_assets"
 #: Frames decoded and described at a time (a multiple of ``view_window_frames``): 96 frames of
 #: 320x240 RGB are 22 MB, whatever the video's length.
 STREAM_BATCH = 96
+#: Query descriptors are searched at least this many at a time (or all of a shorter query at
+#: once): against a large index the integer products cost a fixed ~1.5-2 ms per 65,536 stored
+#: rows per search, whatever the rows searched, and less per row as more come (2 cores: 83-105 us
+#: per row at 96 rows, 62-69 us at 256). 256 rows of 512 float32 are 0.5 MB.
+SEARCH_ROWS = 256
 
 
 def _work_size(info: MediaInfo, width: int) -> Optional[Tuple[int, int]]:
@@ -157,29 +162,40 @@ class VisualMatcher:
     def search_many(self, batches: Iterable[QueryDescriptors], indexes: Sequence[VisualIndex]) -> List[Dict[str, Hits]]:
         """Per-reference hits of a query in each of ``indexes`` (shards), from its descriptors
         given batch by batch in frame order (:meth:`describe_batches`, or one
-        :class:`QueryDescriptors` in a list). Each batch is searched in every index and then
-        dropped, so memory holds candidate matches, not descriptors. Each query frame keeps its
+        :class:`QueryDescriptors` in a list). Batches are searched in every index ``SEARCH_ROWS``
+        descriptors or more at a time and then dropped, so memory holds candidate matches, not a
+        long query's descriptors. Each query frame keeps its
         ``top_k`` reference frames per view, similarity normalized by the noise set; per
         (query frame, reference frame), the best view counts; hits above ``sim_floor`` stay."""
         p = self.params
         found = [[] for _ in indexes]
         times, span_s = [], 1.0 / p.query_fps
-        for qd in batches:
-            times.append(qd.times_s)
-            span_s = qd.span_s
-            if len(qd.desc) == 0:
-                continue
+        waiting: List[QueryDescriptors] = []  # batches not searched yet (SEARCH_ROWS)
+
+        def search_waiting():
+            frame, desc, bias = (np.concatenate([getattr(w, a) for w in waiting]) for a in ("frame", "desc", "bias"))
+            waiting.clear()
             for cands, index in zip(found, indexes):
                 if len(index) == 0:
                     continue
                 if self.descriptor.device != "cpu":  # the GPU that describes the query searches too
                     index.use_device(self.descriptor.device)
-                s, r = index.search(qd.desc, p.top_k)
-                fi = np.repeat(qd.frame, s.shape[1])
-                sims = (s - qd.bias[:, None]).ravel()
+                s, r = index.search(desc, p.top_k)
+                fi = np.repeat(frame, s.shape[1])
+                sims = (s - bias[:, None]).ravel()
                 rows = r.ravel()
                 ok = rows >= 0
                 cands.append((fi[ok], sims[ok], rows[ok]))
+
+        for qd in batches:
+            times.append(qd.times_s)
+            span_s = qd.span_s
+            if len(qd.desc):
+                waiting.append(qd)
+            if sum(len(w.desc) for w in waiting) >= SEARCH_ROWS:
+                search_waiting()
+        if waiting:
+            search_waiting()
         times_s = np.concatenate(times) if times else np.zeros(0)
         out = []
         for cands, index in zip(found, indexes):

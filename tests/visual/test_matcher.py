@@ -65,3 +65,28 @@ def test_a_matcher_on_a_device_searches_there_with_the_same_hits(setup, monkeypa
         np.testing.assert_array_equal(got[k].ref_t, want[k].ref_t)
         np.testing.assert_array_equal(got[k].query_t, want[k].query_t)
         np.testing.assert_allclose(got[k].score, want[k].score, atol=1e-5)
+
+
+def test_batches_are_searched_together_up_to_search_rows(setup, monkeypatch):
+    # A search costs a fixed part per stored block whatever the rows searched: short batches
+    # wait for SEARCH_ROWS rows (or the query's end) and are searched together, same hits.
+    from visual import matcher
+
+    m, query, shards = setup
+    monkeypatch.setattr(matcher, "STREAM_BATCH", 8)  # 16 frames: two batches
+    batches = list(m.describe_batches(query))
+    assert len(batches) == 2
+    rows_searched = []
+    real = shards[0].search
+    monkeypatch.setattr(shards[0], "search", lambda desc, k: rows_searched.append(len(desc)) or real(desc, k))
+    together = m.search_many(batches, shards[:1])[0]
+    assert rows_searched == [sum(len(b.desc) for b in batches)]
+    monkeypatch.setattr(matcher, "SEARCH_ROWS", len(batches[0].desc))
+    rows_searched.clear()
+    apart = m.search_many(batches, shards[:1])[0]
+    assert rows_searched == [len(b.desc) for b in batches]
+    assert together.keys() == apart.keys() and together
+    for k in together:
+        np.testing.assert_array_equal(together[k].ref_t, apart[k].ref_t)
+        np.testing.assert_array_equal(together[k].query_t, apart[k].query_t)
+        np.testing.assert_allclose(together[k].score, apart[k].score, atol=1e-6)
