@@ -396,7 +396,7 @@ class QueryMatcher:
             if not any(len(lib.visual) for lib in self.libs):
                 return {}
             vm = self.lib.visual_matcher(cheap)
-            out = {}  # described once, batch by batch, each batch searched in every shard
+            out = {}  # described once, batch by batch, searched in every shard (SEARCH_ROWS at a time)
             for hits in vm.search_many(vm.describe_batches(path, info=info), [lib.visual for lib in self.libs]):
                 out.update(find_segments_many(hits, self.visual_vote, every_pair=False))
             return out

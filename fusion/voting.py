@@ -37,9 +37,10 @@ def best_line(q: np.ndarray, r: np.ndarray, w: np.ndarray, p: VoteParams) -> Tup
     """
     if np.size(q) == 0:
         return (1.0, 0.0, -1.0)
-    j, offset, votes = _line_kernel(_kernel_array(q), _kernel_array(r), _kernel_array(w),
-                                    _kernel_array(_slope_grid(p)), float(p.offset_bin_s))
-    return (1.0, 0.0, -1.0) if j < 0 else (float(_slope_grid(p)[j]), float(offset), float(votes))
+    grid = _slope_grid(p)
+    j, offset, votes = _line_kernel(_kernel_array(q), _kernel_array(r), _kernel_array(w), _kernel_array(grid),
+                                    float(p.offset_bin_s))
+    return (1.0, 0.0, -1.0) if j < 0 else (float(grid[j]), float(offset), float(votes))
 
 
 @njit
