@@ -390,3 +390,14 @@ def test_a_pairs_cell_does_not_spill_into_the_pair_before_it():
     assert may_align([near, cell], AUDIO_VOTE).tolist() == [False, True]
     chance = [make(noise_hits(3 * n, 60.0, 120.0, seed=s)) for s in range(10)]
     assert may_align([h for c in chance for h in (c, cell)], AUDIO_VOTE).tolist() == [False, True] * len(chance)
+
+
+def test_many_pairs_with_many_segments_come_back_whole():
+    # The compiled voter's output grows as segments come (it starts with room for 16).
+    from fusion import find_segments_many
+
+    pairs = {f"R{i}": make(line_hits(2, 10, 30, 1.0, seed=2 * i), line_hits(20, 32, 3, 1.0, seed=2 * i + 1))
+             for i in range(30)}
+    got = find_segments_many(pairs, AUDIO_VOTE)
+    assert [len(v) for v in got.values()] == [2] * 30
+    assert got == {rid: find_segments(h, AUDIO_VOTE) for rid, h in pairs.items()}
