@@ -100,9 +100,9 @@ def cpu_backend(name: str, backend: Optional[str] = None) -> str:
 #: On the CPU a last, short batch is padded to a multiple of this many crops: both runtimes keep
 #: memory for each input shape they have seen, so the shapes are few (4 at the default batch of
 #: 32), and 8 or 16 crops cost no more per crop than 32 (OpenVINO, 2 cores: 3.3-3.8 ms against
-#: 3.6-4.6). Padding every batch to 32 ran the model on ~27% more crops than views on the
-#: benchmark's queries (batches of 96 frames, views of 31 s median queries); this pads ~3%, for
-#: ~5 MB more memory.
+#: 3.6-4.6). Padding every batch to 32 ran the model on 20% more crops than views on the
+#: benchmark's first 40 queries (batches of 96 frames); this pads 3%, 14% fewer model runs, for
+#: ~5 MB more memory (docs/speed.md, round 16).
 CPU_BATCH_STEP = 8
 
 #: Crops per model call on a GPU (padded to a multiple of 64, so there are 4 shapes only).
